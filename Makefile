@@ -1,0 +1,72 @@
+# edgeinf — every entry point. `make` builds the native library + CLI; `make test` runs every test.
+SHELL := /bin/bash
+CC ?= gcc
+PY := /usr/bin/python3
+ARCH := $(shell uname -m)
+
+CFLAGS_BASE := -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -Isrc
+CFLAGS ?= -O2 -g
+LDLIBS := -lm -lpthread
+
+# One kernel file per ISA: exactly one is linked.
+ifeq ($(ARCH),x86_64)
+  KERNEL_ISA_SRC := src/kernels_x86.c
+  KERNEL_ISA_FLAGS := -mavx2 -mfma -mf16c
+else
+  KERNEL_ISA_SRC := src/kernels_generic.c
+  KERNEL_ISA_FLAGS :=
+endif
+
+CORE_SRC := $(filter-out src/kernels_x86.c src/kernels_wasm.c src/kernels_generic.c,$(wildcard src/*.c))
+LIB_SRC := $(CORE_SRC) $(KERNEL_ISA_SRC)
+CLI_SRC := $(wildcard src/cli/*.c)
+
+BUILD := build
+OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+ASAN_OBJ := $(patsubst src/%.c,$(BUILD)/asan/%.o,$(LIB_SRC))
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all native test test-unit deps clean wasm
+all: native
+native: $(BUILD)/libedgeinf.a $(BUILD)/edgeinf
+
+$(BUILD)/obj/kernels_x86.o: src/kernels_x86.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(KERNEL_ISA_FLAGS) -MMD -c $< -o $@
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -MMD -c $< -o $@
+$(BUILD)/asan/kernels_x86.o: src/kernels_x86.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) $(KERNEL_ISA_FLAGS) -MMD -c $< -o $@
+$(BUILD)/asan/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) -MMD -c $< -o $@
+
+$(BUILD)/libedgeinf.a: $(OBJ)
+	ar rcs $@ $^
+$(BUILD)/libedgeinf-asan.a: $(ASAN_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/edgeinf: $(CLI_SRC) $(BUILD)/libedgeinf.a
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $(CLI_SRC) $(BUILD)/libedgeinf.a $(LDLIBS)
+# Sanitized CLI for the CLI/bad-input tests.
+$(BUILD)/edgeinf-asan: $(CLI_SRC) $(BUILD)/libedgeinf-asan.a
+	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) -o $@ $(CLI_SRC) $(BUILD)/libedgeinf-asan.a $(LDLIBS)
+
+# Native unit tests: each tests/unit/test_*.c is a program linked against the sanitized library.
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(BUILD)/libedgeinf-asan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) $(KERNEL_ISA_FLAGS) -Itests/unit -o $@ $< $(BUILD)/libedgeinf-asan.a $(LDLIBS)
+
+test-unit: $(UNIT_BIN) $(BUILD)/edgeinf-asan
+	@tests/run_unit.sh $(UNIT_BIN)
+
+-include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d)
+-include mk/*.mk
+
+clean:
+	rm -rf $(BUILD) dist

@@ -1,0 +1,486 @@
+/* edgeinf CLI: info | generate | tokenize | detokenize | perplexity | bench. Other tools and tests parse this output:
+ * generate prints only the generated text on stdout; diagnostics go to stderr. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "edgeinf.h"
+
+/* ------------------------------------------------------------------ options */
+
+typedef struct opts {
+    const char *model, *spm, *prompt, *file, *adapter, *policy;
+    int n_predict, top_k, seed_set, threads, stats, no_bos, ctx, n_prompt, n_gen;
+    float temp, top_p, min_p, repeat_penalty;
+    unsigned long long seed;
+    char **rest;
+    int n_rest;
+} opts;
+
+static int usage(void) {
+    fprintf(stderr,
+            "usage: edgeinf <command> [options]\n"
+            "  info -m MODEL\n"
+            "  generate -m MODEL (-p TEXT | -f FILE) [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
+            "           [--repeat-penalty R] [--seed S] [--threads N] [--policy P] [--adapter FILE] [--stats]\n"
+            "  tokenize (-m MODEL | --spm FILE) [--no-bos] (-p TEXT | -f FILE)\n"
+            "  detokenize (-m MODEL | --spm FILE) ID...\n"
+            "  perplexity -m MODEL -f FILE [--ctx N] [--policy P] [--adapter FILE] [--threads N]\n"
+            "  bench -m MODEL [-p N_PROMPT] [-n N_GEN] [--threads N]\n");
+    return 2;
+}
+
+static int parse_num(const char *flag, const char *v, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end || !(d >= lo && d <= hi)) {
+        fprintf(stderr, "edgeinf: %s expects a number in [%g, %g], got '%s'\n", flag, lo, hi, v);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
+    ei_sampler_params sp = ei_sampler_default_params();
+    memset(o, 0, sizeof *o);
+    o->n_predict = 128;
+    o->temp = sp.temperature;
+    o->top_k = sp.top_k;
+    o->top_p = sp.top_p;
+    o->min_p = sp.min_p;
+    o->repeat_penalty = sp.repeat_penalty;
+    o->seed = sp.seed;
+    o->n_prompt = 128;
+    o->n_gen = 64;
+    o->rest = malloc(sizeof(char *) * (size_t)(argc + 1));
+    const int is_bench = !strcmp(cmd, "bench");
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        double d;
+#define NEEDV()                                                        \
+    if (!v) {                                                          \
+        fprintf(stderr, "edgeinf: option %s needs a value\n", a);      \
+        return -1;                                                     \
+    }                                                                  \
+    i++;
+#define NUM(lo, hi) \
+    NEEDV() if (parse_num(a, v, lo, hi, &d)) return -1;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) { NEEDV() o->model = v; }
+        else if (!strcmp(a, "--spm")) { NEEDV() o->spm = v; }
+        else if (!strcmp(a, "-p") && is_bench) { NUM(1, 1 << 20) o->n_prompt = (int)d; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { NEEDV() o->prompt = v; }
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { NEEDV() o->file = v; }
+        else if (!strcmp(a, "-n") && is_bench) { NUM(1, 1 << 20) o->n_gen = (int)d; }
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { NUM(0, 1 << 24) o->n_predict = (int)d; }
+        else if (!strcmp(a, "--temp")) { NUM(0, 100) o->temp = (float)d; }
+        else if (!strcmp(a, "--top-k")) { NUM(0, 1 << 24) o->top_k = (int)d; }
+        else if (!strcmp(a, "--top-p")) { NUM(0, 1) o->top_p = (float)d; }
+        else if (!strcmp(a, "--min-p")) { NUM(0, 1) o->min_p = (float)d; }
+        else if (!strcmp(a, "--repeat-penalty")) { NUM(0.01, 100) o->repeat_penalty = (float)d; }
+        else if (!strcmp(a, "--seed")) { NUM(0, 1.8e19) o->seed = (unsigned long long)d; o->seed_set = 1; }
+        else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) { NUM(1, 1024) o->threads = (int)d; }
+        else if (!strcmp(a, "--ctx")) { NUM(2, 1 << 24) o->ctx = (int)d; }
+        else if (!strcmp(a, "--policy")) { NEEDV() o->policy = v; }
+        else if (!strcmp(a, "--adapter")) { NEEDV() o->adapter = v; }
+        else if (!strcmp(a, "--stats")) o->stats = 1;
+        else if (!strcmp(a, "--no-bos")) o->no_bos = 1;
+        else if (a[0] == '-' && a[1] && !(a[1] >= '0' && a[1] <= '9')) {
+            fprintf(stderr, "edgeinf %s: unknown option '%s'\n", cmd, a);
+            return -1;
+        } else o->rest[o->n_rest++] = argv[i];
+#undef NUM
+#undef NEEDV
+    }
+    return 0;
+}
+
+/* Reads a whole file into a NUL-terminated buffer (caller frees). */
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "edgeinf: cannot open '%s': %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 4096 + 1 > cap) buf = realloc(buf, cap *= 2);
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    fclose(f);
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+static int fail(const char *what, int rc) {
+    const char *msg = ei_last_error();
+    fprintf(stderr, "edgeinf: %s: %s%s%s\n", what, ei_strerror(rc), *msg ? ": " : "", msg);
+    return 1;
+}
+
+static int load_model(const opts *o, ei_model **m) {
+    if (!o->model) {
+        fprintf(stderr, "edgeinf: -m MODEL is required\n");
+        return 2;
+    }
+    ei_model_params mp = ei_model_default_params();
+    mp.n_threads = o->threads;
+    int rc = ei_model_load_from_file(o->model, &mp, m);
+    return rc ? fail("cannot load model", rc) : 0;
+}
+
+static int check_adapter(const opts *o) {
+    if (o->adapter) {
+        fprintf(stderr, "edgeinf: --adapter: EI_ERR_UNSUPPORTED: adapters (EdgeInfinite gate, PoD blocks) are not "
+                        "implemented in this build yet\n");
+        return 1;
+    }
+    return 0;
+}
+
+static int session_for(const opts *o, ei_model *m, ei_session **s) {
+    ei_session_params sp = ei_session_default_params();
+    int rc;
+    if (o->policy && (rc = ei_policy_from_name(o->policy, &sp.policy))) return fail("--policy", rc);
+    sp.n_ctx = o->ctx;
+    if ((rc = ei_session_create(m, &sp, s))) return fail("cannot create session", rc);
+    return 0;
+}
+
+/* Tokenizes text; returns a malloc'd array or NULL (error printed). */
+static int32_t *tokenize_text(const ei_tokenizer *tok, const char *text, int add_bos, int32_t *n) {
+    int32_t flags = add_bos ? EI_TOKENIZE_ADD_BOS : 0, need = 0;
+    int rc = ei_tokenize(tok, text, -1, flags, NULL, 0, &need);
+    if (rc && rc != EI_ERR_BUFFER_TOO_SMALL) {
+        fail("cannot tokenize", rc);
+        return NULL;
+    }
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(need + 1));
+    if ((rc = ei_tokenize(tok, text, -1, flags, ids, need + 1, n))) {
+        fail("cannot tokenize", rc);
+        free(ids);
+        return NULL;
+    }
+    return ids;
+}
+
+static char *prompt_text(const opts *o) {
+    if (o->prompt && o->file) {
+        fprintf(stderr, "edgeinf: give -p or -f, not both\n");
+        return NULL;
+    }
+    if (o->prompt) return strdup(o->prompt);
+    if (o->file) return read_file(o->file, NULL);
+    fprintf(stderr, "edgeinf: a prompt is required (-p TEXT or -f FILE)\n");
+    return NULL;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ------------------------------------------------------------------ commands */
+
+static int cmd_info(const opts *o) {
+    ei_model *m;
+    int rc = load_model(o, &m);
+    if (rc) return rc;
+    size_t need = 0;
+    ei_model_describe(m, NULL, 0, &need);
+    char *buf = malloc(need);
+    ei_model_describe(m, buf, need, &need);
+    fputs(buf, stdout);
+    free(buf);
+    ei_model_free(m);
+    return 0;
+}
+
+static int cmd_generate(const opts *o) {
+    if (check_adapter(o)) return 1;
+    ei_model *m;
+    int rc = load_model(o, &m);
+    if (rc) return rc;
+    char *text = prompt_text(o);
+    ei_session *s = NULL;
+    ei_sampler *smp = NULL;
+    int32_t n = 0, *ids = NULL;
+    int ret = 1;
+    if (!text) goto out;
+    const ei_tokenizer *tok = ei_model_get_tokenizer(m);
+    if (!(ids = tokenize_text(tok, text, 1, &n))) goto out;
+    if ((ret = session_for(o, m, &s))) goto out;
+    ret = 1;
+    ei_sampler_params qp = ei_sampler_default_params();
+    qp.temperature = o->temp;
+    qp.top_k = o->top_k;
+    qp.top_p = o->top_p;
+    qp.min_p = o->min_p;
+    qp.repeat_penalty = o->repeat_penalty;
+    qp.seed = o->seed;
+    if ((rc = ei_sampler_create(&qp, &smp))) {
+        fail("sampler", rc);
+        goto out;
+    }
+    for (int32_t i = 0; i < n; i++) ei_sampler_accept(smp, ids[i]);
+    if (n > 0 && (rc = ei_session_prefill(s, ids, n))) {
+        fail("prefill", rc);
+        goto out;
+    }
+    ei_detok dt;
+    ei_detok_init(&dt, tok);
+    dt.n_pushed = 1; /* the prompt came before: keep the generated text's leading space */
+    char piece[256];
+    int32_t np;
+    const int32_t eos = ei_tokenizer_eos(tok), nv = ei_model_n_vocab(m);
+    for (int i = 0; i < o->n_predict && n > 0; i++) {
+        int32_t t = ei_sampler_sample(smp, ei_session_get_logits(s), nv);
+        if (t == eos) break;
+        ei_sampler_accept(smp, t);
+        if (ei_detok_push(&dt, t, piece, sizeof piece, &np) == 0 && np) {
+            fwrite(piece, 1, (size_t)np, stdout);
+            fflush(stdout);
+        }
+        if (i + 1 < o->n_predict && (rc = ei_session_decode(s, t))) {
+            fputc('\n', stdout);
+            fail("decode", rc);
+            goto out;
+        }
+    }
+    if (ei_detok_flush(&dt, piece, sizeof piece, &np) == 0 && np) fwrite(piece, 1, (size_t)np, stdout);
+    fputc('\n', stdout);
+    if (o->stats) {
+        ei_session_stats st;
+        ei_session_get_stats(s, &st);
+        fprintf(stderr,
+                "{\"policy\":\"%s\",\"prefill_tokens\":%lld,\"prefill_ms\":%.3f,\"decode_tokens\":%lld,\"decode_ms\":%.3f,"
+                "\"kv_tokens\":%lld,\"kv_bytes\":%lld,\"memory_bytes\":%lld,\"compressions\":%lld}\n",
+                ei_policy_name(st.policy), (long long)st.prefill_tokens, st.prefill_ms, (long long)st.decode_tokens,
+                st.decode_ms, (long long)st.kv_tokens, (long long)st.kv_bytes, (long long)st.memory_bytes,
+                (long long)st.compressions);
+    }
+    ret = 0;
+out:
+    ei_sampler_free(smp);
+    ei_session_free(s);
+    free(ids);
+    free(text);
+    ei_model_free(m);
+    return ret;
+}
+
+/* The tokenizer of -m MODEL or --spm FILE; *owned_model / *owned_tok receive what the caller must free. */
+static const ei_tokenizer *tokenizer_for(const opts *o, ei_model **owned_model, ei_tokenizer **owned_tok) {
+    *owned_model = NULL;
+    *owned_tok = NULL;
+    int rc;
+    if (o->spm) {
+        if ((rc = ei_tokenizer_load_spm_file(o->spm, owned_tok))) {
+            fail("cannot load tokenizer", rc);
+            return NULL;
+        }
+        return *owned_tok;
+    }
+    if (load_model(o, owned_model)) return NULL;
+    return ei_model_get_tokenizer(*owned_model);
+}
+
+static int cmd_tokenize(const opts *o) {
+    ei_model *m;
+    ei_tokenizer *t;
+    const ei_tokenizer *tok = tokenizer_for(o, &m, &t);
+    if (!tok) return 1;
+    char *text = prompt_text(o);
+    int32_t n = 0, *ids = text ? tokenize_text(tok, text, !o->no_bos, &n) : NULL;
+    if (ids) {
+        for (int32_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        printf("\n");
+    }
+    int ret = ids ? 0 : 1;
+    free(ids);
+    free(text);
+    ei_model_free(m);
+    ei_tokenizer_free(t);
+    return ret;
+}
+
+static int cmd_detokenize(const opts *o) {
+    ei_model *m;
+    ei_tokenizer *t;
+    const ei_tokenizer *tok = tokenizer_for(o, &m, &t);
+    if (!tok) return 1;
+    int ret = 1;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(o->n_rest + 1));
+    for (int i = 0; i < o->n_rest; i++) {
+        char *end;
+        long v = strtol(o->rest[i], &end, 10);
+        if (*end || end == o->rest[i]) {
+            fprintf(stderr, "edgeinf: '%s' is not a token id\n", o->rest[i]);
+            goto out;
+        }
+        ids[i] = (int32_t)v;
+    }
+    int32_t need = 0;
+    int rc = ei_detokenize(tok, ids, o->n_rest, NULL, 0, &need);
+    if (rc && rc != EI_ERR_BUFFER_TOO_SMALL) {
+        fail("cannot detokenize", rc);
+        goto out;
+    }
+    char *buf = malloc((size_t)need + 1);
+    if ((rc = ei_detokenize(tok, ids, o->n_rest, buf, need + 1, &need)) == 0) {
+        fwrite(buf, 1, (size_t)need, stdout);
+        fputc('\n', stdout);
+        ret = 0;
+    } else fail("cannot detokenize", rc);
+    free(buf);
+out:
+    free(ids);
+    ei_model_free(m);
+    ei_tokenizer_free(t);
+    return ret;
+}
+
+/* Perplexity: BOS + the file's tokens, cut into windows of --ctx tokens (default: the training context); each window is
+ * evaluated from a fresh session (its first token is BOS for the first window, the window's first token otherwise) and
+ * every token after the first is scored. ppl = exp(mean NLL). */
+static int cmd_perplexity(const opts *o) {
+    if (check_adapter(o)) return 1;
+    if (!o->file) {
+        fprintf(stderr, "edgeinf perplexity: -f FILE is required\n");
+        return 2;
+    }
+    ei_model *m;
+    int rc = load_model(o, &m);
+    if (rc) return rc;
+    int ret = 1;
+    char *text = read_file(o->file, NULL);
+    int32_t n = 0, *ids = NULL;
+    ei_session *s = NULL;
+    float *logits = NULL;
+    if (!text || !(ids = tokenize_text(ei_model_get_tokenizer(m), text, 1, &n))) goto out;
+    if (n < 2) {
+        fprintf(stderr, "edgeinf perplexity: '%s' has fewer than 2 tokens\n", o->file);
+        goto out;
+    }
+    if (session_for(o, m, &s)) goto out;
+    const int32_t ctx = o->ctx > 0 ? o->ctx : ei_model_n_ctx_train(m), nv = ei_model_n_vocab(m);
+    logits = malloc(sizeof(float) * (size_t)ctx * nv);
+    if (!logits) {
+        fprintf(stderr, "edgeinf perplexity: out of memory for %d x %d logits\n", ctx, nv);
+        goto out;
+    }
+    double nll = 0;
+    int64_t scored = 0;
+    for (int32_t off = 0; off + 1 < n; off += ctx) {
+        int32_t len = n - off < ctx ? n - off : ctx;
+        if (len < 2) break;
+        ei_session_reset(s);
+        if ((rc = ei_session_eval(s, ids + off, len, logits))) {
+            fail("eval", rc);
+            goto out;
+        }
+        for (int32_t i = 0; i + 1 < len; i++) {
+            const float *lg = logits + (size_t)i * nv;
+            float mx = lg[0];
+            for (int32_t j = 1; j < nv; j++) mx = lg[j] > mx ? lg[j] : mx;
+            double se = 0;
+            for (int32_t j = 0; j < nv; j++) se += exp((double)lg[j] - mx);
+            nll += log(se) + mx - lg[ids[off + i + 1]];
+            scored++;
+        }
+        fprintf(stderr, "[%lld/%d] ppl so far %.4f\n", (long long)(off + len), n, exp(nll / scored));
+    }
+    printf("ppl=%.6f tokens=%lld\n", exp(nll / scored), (long long)scored);
+    ret = 0;
+out:
+    free(logits);
+    ei_session_free(s);
+    free(ids);
+    free(text);
+    ei_model_free(m);
+    return ret;
+}
+
+/* bench: prefill N_PROMPT pseudo-random tokens, then decode N_GEN greedy tokens; one JSON line. */
+static int cmd_bench(const opts *o) {
+    ei_model *m;
+    int rc = load_model(o, &m);
+    if (rc) return rc;
+    ei_session *s = NULL;
+    int ret = 1;
+    const int32_t nv = ei_model_n_vocab(m);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)o->n_prompt);
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < o->n_prompt; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        ids[i] = (int32_t)(x % (uint64_t)nv);
+    }
+    opts o2 = *o;
+    if (o2.ctx == 0) o2.ctx = o->n_prompt + o->n_gen;
+    if (session_for(&o2, m, &s)) goto out;
+    double t0 = now_ms();
+    if ((rc = ei_session_prefill(s, ids, o->n_prompt))) {
+        fail("prefill", rc);
+        goto out;
+    }
+    double t1 = now_ms();
+    for (int i = 0; i < o->n_gen; i++) {
+        const float *lg = ei_session_get_logits(s);
+        int32_t best = 0;
+        for (int32_t j = 1; j < nv; j++)
+            if (lg[j] > lg[best]) best = j;
+        if ((rc = ei_session_decode(s, best))) {
+            fail("decode", rc);
+            goto out;
+        }
+    }
+    double t2 = now_ms();
+    printf("{\"n_params\":%lld,\"n_prompt\":%d,\"n_gen\":%d,\"threads\":%d,\"prefill_tps\":%.2f,\"decode_tps\":%.2f}\n",
+           (long long)ei_model_n_params(m), o->n_prompt, o->n_gen, o->threads, o->n_prompt / ((t1 - t0) / 1e3),
+           o->n_gen / ((t2 - t1) / 1e3));
+    ret = 0;
+out:
+    free(ids);
+    ei_session_free(s);
+    ei_model_free(m);
+    return ret;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return usage();
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        usage();
+        return 0;
+    }
+    opts o;
+    int known = !strcmp(cmd, "info") || !strcmp(cmd, "generate") || !strcmp(cmd, "tokenize") ||
+                !strcmp(cmd, "detokenize") || !strcmp(cmd, "perplexity") || !strcmp(cmd, "bench");
+    if (!known) {
+        fprintf(stderr, "edgeinf: unknown command '%s'\n", cmd);
+        return usage();
+    }
+    if (parse_opts(cmd, argc - 2, argv + 2, &o)) {
+        free(o.rest);
+        return 2;
+    }
+    int rc;
+    if (!strcmp(cmd, "info")) rc = cmd_info(&o);
+    else if (!strcmp(cmd, "generate")) rc = cmd_generate(&o);
+    else if (!strcmp(cmd, "tokenize")) rc = cmd_tokenize(&o);
+    else if (!strcmp(cmd, "detokenize")) rc = cmd_detokenize(&o);
+    else if (!strcmp(cmd, "perplexity")) rc = cmd_perplexity(&o);
+    else rc = cmd_bench(&o);
+    free(o.rest);
+    return rc;
+}
