@@ -70,3 +70,23 @@ test-unit: $(UNIT_BIN) $(BUILD)/edgeinf-asan
 
 clean:
 	rm -rf $(BUILD) dist
+
+# ------------------------------------------------------------------ parity, CLI and the whole suite
+$(BUILD)/tests/logits_dump: tests/tools/logits_dump.c $(BUILD)/libedgeinf-asan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) -o $@ $< $(BUILD)/libedgeinf-asan.a $(LDLIBS)
+
+.PHONY: test-parity test-cli deps
+# C engine vs the PyTorch reference on the tiny fixtures (1 and 2 threads).
+test-parity: $(BUILD)/tests/logits_dump
+	$(PY) tests/parity/check_parity.py $(BUILD)/tests/logits_dump tests/fixtures/tiny 1 2
+
+test-cli: $(BUILD)/edgeinf-asan
+	tests/cli/run.sh $(BUILD)/edgeinf-asan
+
+deps:
+	scripts/install-deps.sh
+
+TEST_STAGES ?= test-unit test-parity test-cli test-python model-smoke test-wasm-kernels test-wasm-node test-browser
+test: deps
+	@tests/run_all.sh $(TEST_STAGES)

@@ -32,11 +32,11 @@ static int cur_read(cursor *c, void *dst, size_t n, const char *what) {
 }
 
 static int cur_str(cursor *c, ei_gguf_str *s, const char *what) {
-    uint64_t len;
+    uint64_t len = 0;
     int rc = cur_read(c, &len, 8, what);
     if (rc) return rc;
     if (len > cur_left(c))
-        return ei_set_error(EI_ERR_FORMAT, "gguf: %s: string length %llu beyond end of file (byte %zu)", what,
+        return ei_set_error(EI_ERR_FORMAT, "gguf: %s: string length %llu beyond the end of the file at byte %zu (file truncated?)", what,
                             (unsigned long long)len, (size_t)(c->p - c->base));
     s->ptr = (const char *)c->p;
     s->len = len;
@@ -75,7 +75,7 @@ static int parse_kv(cursor *c, ei_gguf_kv *kv, uint64_t idx) {
         if (kv->arr_type == GGUF_STRING) {
             /* Each string takes at least 8 bytes: bound the count before allocating. */
             if (kv->arr_n > cur_left(c) / 8)
-                return ei_set_error(EI_ERR_FORMAT, "gguf: key '%.*s': string array of %llu items beyond end of file",
+                return ei_set_error(EI_ERR_FORMAT, "gguf: key '%.*s': string array of %llu items runs past the end of the file (file truncated?)",
                                     klen, kv->key.ptr, (unsigned long long)kv->arr_n);
             kv->strs = malloc(sizeof *kv->strs * (kv->arr_n ? kv->arr_n : 1));
             if (!kv->strs) return ei_set_error(EI_ERR_NOMEM, "gguf: out of memory for key '%.*s'", klen, kv->key.ptr);
@@ -88,7 +88,7 @@ static int parse_kv(cursor *c, ei_gguf_kv *kv, uint64_t idx) {
             return ei_set_error(EI_ERR_FORMAT, "gguf: key '%.*s': unsupported array element type %u", klen, kv->key.ptr,
                                 kv->arr_type);
         if (kv->arr_n > cur_left(c) / es)
-            return ei_set_error(EI_ERR_FORMAT, "gguf: key '%.*s': array of %llu items beyond end of file", klen,
+            return ei_set_error(EI_ERR_FORMAT, "gguf: key '%.*s': array of %llu items runs past the end of the file (file truncated?)", klen,
                                 kv->key.ptr, (unsigned long long)kv->arr_n);
         c->p += kv->arr_n * es;
         return 0;
@@ -115,7 +115,7 @@ static int parse_tensor_info(cursor *c, ei_gguf_tensor *t, uint64_t idx) {
                             t->n_dims, GGUF_MAX_DIMS);
     for (int i = 0; i < 4; i++) t->ne[i] = 1;
     for (uint32_t i = 0; i < t->n_dims; i++) {
-        uint64_t d;
+        uint64_t d = 0;
         if ((rc = cur_read(c, &d, 8, "tensor shape"))) return rc;
         if (d == 0 || d > ((uint64_t)1 << 40))
             return ei_set_error(EI_ERR_FORMAT, "gguf: tensor %.*s: absurd dimension %llu", nlen, t->name.ptr,

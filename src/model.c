@@ -222,12 +222,15 @@ static int load_tokenizer(ei_model *m) {
         }
     }
     int b;
+    /* llama.cpp's key first, ours (written by models/edgeinf_ref/export.py) wins when both exist. */
+    if (ei_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &b) == 0) d.add_dummy_prefix = b;
     if (ei_gguf_get_bool(g, "edgeinf.tokenizer.add_dummy_prefix", &b) == 0) d.add_dummy_prefix = b;
     if (ei_gguf_get_bool(g, "edgeinf.tokenizer.remove_extra_whitespaces", &b) == 0) d.remove_extra_whitespaces = b;
     /* llama.cpp's SPM vocabularies fall back to bytes whenever byte tokens are present. */
     if (ty)
         for (int32_t i = 0; i < n; i++)
             if (ty[i] == EI_TOKTYPE_BYTE) { d.byte_fallback = 1; break; }
+    if (ei_gguf_get_bool(g, "edgeinf.tokenizer.byte_fallback", &b) == 0) d.byte_fallback = b;
     ei_clear_error();
     rc = ei_tokenizer_create(&d, &m->tok);
 done:
