@@ -116,6 +116,9 @@ class GGUFWriter:
         (out, in) matrix is ne = (in, out)."""
         ne = tuple(int(n) for n in ne)
         n = int(np.prod(ne)) if ne else 1
+        blk = quant.TYPE_TRAITS.get(ggml_type, (1, 0))[0]
+        if ne and ne[0] % blk:
+            raise ValueError(f"tensor {name}: rows of {ne[0]} do not split into blocks of {blk}")
         if len(data) != quant.nbytes(ggml_type, n):
             raise ValueError(f"tensor {name}: {len(data)} bytes, expected {quant.nbytes(ggml_type, n)}")
         if any(t.name == name for t in self.tensors):
@@ -272,6 +275,8 @@ class GGUFFile:
             if off % self.alignment:
                 raise GGUFError(f"tensor {name}: offset {off} not aligned to {self.alignment}")
             n = int(np.prod(ne)) if ne else 1
+            if ne and ne[0] % quant.TYPE_TRAITS[gt][0]:
+                raise GGUFError(f"tensor {name}: rows of {ne[0]} not a multiple of the block size")
             try:
                 size = quant.nbytes(gt, n)
             except ValueError as e:
