@@ -90,3 +90,8 @@ deps:
 TEST_STAGES ?= test-unit test-parity test-cli test-python model-smoke test-wasm-kernels test-wasm-node test-browser
 test: deps
 	@tests/run_all.sh $(TEST_STAGES)
+
+.PHONY: bench
+# Benchmarks (not tests): native + wasm-in-Node tokens/s on random-weight Q8_0 models; writes docs/bench.{json,md}.
+bench: native
+	$(PY) tests/bench/run_bench.py
