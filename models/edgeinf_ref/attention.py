@@ -84,7 +84,7 @@ class AttnCall:
     q0: torch.Tensor      # (B, n_heads, T, head_dim)    queries BEFORE RoPE
     k0: torch.Tensor      # (B, n_kv_heads, T, head_dim) keys BEFORE RoPE
     v: torch.Tensor       # (B, n_kv_heads, T, head_dim)
-    pos: torch.Tensor     # (T,) int64 absolute positions of these tokens
+    pos: torch.Tensor     # (T,) int64 absolute positions of these tokens, on the CPU (no device syncs)
     rope: Rope
     x_norm: torch.Tensor  # (B, T, dim) RMSNorm'd layer input (for EdgeInfinite's gate)
 
@@ -106,21 +106,26 @@ def expand_kv(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x.repeat_interleave(n_heads // n_kv, dim=1)
 
 
-def masked_attention(q, k, v, q_pos, k_pos, scale):
-    """Softmax attention of q (B,H,T,D) over k,v (B,Hkv,S,D); query i sees key j iff k_pos[j] <= q_pos[i].
-
-    Scores and softmax run in float32 (float64 if q is float64), like the C engine; returns q's dtype.
-    A query that sees no key gets zeros (cannot happen for causal full attention)."""
+def _softmax_attend(q, k, v, allowed, scale):
+    """softmax(q k^T * scale, masked by allowed (T,S) bool) v, in float32 (float64 if q is); returns q's dtype."""
     H = q.shape[1]
     cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
     kk = expand_kv(k, H).to(cdt)
     vv = expand_kv(v, H).to(cdt)
     s = torch.matmul(q.to(cdt), kk.transpose(-1, -2)) * scale            # (B,H,T,S)
-    allowed = k_pos[None, :].to(q_pos.device) <= q_pos[:, None]         # (T,S)
     s = s.masked_fill(~allowed, float("-inf"))
     p = torch.softmax(s, dim=-1)
     p = torch.nan_to_num(p, nan=0.0)
     return torch.matmul(p, vv).to(q.dtype)
+
+
+def masked_attention(q, k, v, q_pos, k_pos, scale):
+    """Softmax attention of q (B,H,T,D) over k,v (B,Hkv,S,D); query i sees key j iff k_pos[j] <= q_pos[i].
+
+    Scores and softmax run in float32 (float64 if q is float64), like the C engine; returns q's dtype.
+    A query that sees no key gets zeros (cannot happen for causal full attention)."""
+    allowed = (k_pos[None, :].cpu() <= q_pos[:, None].cpu()).to(q.device)  # (T,S)
+    return _softmax_attend(q, k, v, allowed, scale)
 
 
 def causal_attention(q, k, v, scale):
@@ -131,8 +136,8 @@ def causal_attention(q, k, v, scale):
         # SDPA's default scale is 1/sqrt(D), which is ours.
         return F.scaled_dot_product_attention(q, kk, vv, is_causal=True)
     T = q.shape[2]
-    pos = torch.arange(T, device=q.device)
-    return masked_attention(q, k, v, pos, pos, scale)
+    allowed = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    return _softmax_attend(q, k, v, allowed, scale)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -140,17 +145,17 @@ def causal_attention(q, k, v, scale):
 # ----------------------------------------------------------------------------------------------------------
 
 class KVCache:
-    """Append-only per-layer cache: k, v (B, n_kv, S, D) and their absolute positions (S,)."""
+    """Append-only per-layer cache: k, v (B, n_kv, S, D) and their absolute positions (S,) kept on the CPU."""
 
     def __init__(self, batch: int, n_kv: int, head_dim: int, device, dtype):
         self.k = torch.zeros(batch, n_kv, 0, head_dim, device=device, dtype=dtype)
         self.v = torch.zeros(batch, n_kv, 0, head_dim, device=device, dtype=dtype)
-        self.pos = torch.zeros(0, dtype=torch.long, device=device)
+        self.pos = torch.zeros(0, dtype=torch.long)
 
     def append(self, k, v, pos):
         self.k = torch.cat([self.k, k.to(self.k.dtype)], dim=2)
         self.v = torch.cat([self.v, v.to(self.v.dtype)], dim=2)
-        self.pos = torch.cat([self.pos, pos.to(self.pos.device)])
+        self.pos = torch.cat([self.pos, pos.cpu()])
 
     def __len__(self):
         return self.k.shape[2]

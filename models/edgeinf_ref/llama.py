@@ -160,7 +160,7 @@ class Llama(nn.Module):
             p0 = state.pos
         else:
             p0 = 0
-        pos = torch.arange(p0, p0 + T, dtype=torch.long, device=tokens.device)
+        pos = torch.arange(p0, p0 + T, dtype=torch.long)  # CPU: RoPE tables are built there in float64
         x = self.tok_embeddings(tokens)
         for i, blk in enumerate(self.layers):
             x = blk(x, pos, self.rope, policy, None if state is None else state.layers[i])
