@@ -1,0 +1,366 @@
+/* shim.c — the C functions the JavaScript runtime calls (web/engine-core.js).
+ *
+ * Thin on purpose: it wraps edgeinf.h into signatures that are easy to call through emscripten
+ * (plain ints, floats and pointers, no structs by value) and keeps the small per-session state the
+ * streaming loop needs (token history for prompt-prefix reuse, the sampled-but-not-yet-fed token,
+ * the UTF-8-safe detokenizer, the text of the last step). All model math stays in src/.
+ *
+ * Error convention: functions return a negative EI_ERR_* (or NULL) and leave the message in
+ * ei_last_error(); eiw_last_code() repeats the code for the calls that return a pointer.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edgeinf.h"
+
+#ifdef __EMSCRIPTEN__
+#include <emscripten/emscripten.h>
+#define EIW_EXPORT EMSCRIPTEN_KEEPALIVE
+#else
+#define EIW_EXPORT
+#endif
+
+/* eiw_gen_step() result when the model produced its end-of-sequence token. */
+#define EIW_DONE_EOS (-1000)
+#define EIW_TEXT_CAP 1024
+
+typedef struct eiw_model {
+    ei_model *model;
+    void *buf;              /* the GGUF bytes the model points into; owned here */
+} eiw_model;
+
+typedef struct eiw_session {
+    eiw_model *m;
+    ei_session *s;
+    ei_sampler *smp;        /* sampler of the current generation; NULL between generations */
+    ei_detok detok;
+    int32_t *hist;          /* tokens fed to the model since the last reset (for prefix reuse) */
+    int32_t n_hist, cap_hist;
+    int32_t *todo;          /* prompt tokens still to prefill */
+    int32_t n_todo, i_todo;
+    int32_t pending;        /* sampled token not yet fed to the model; -1 if none */
+    char text[EIW_TEXT_CAP];/* text produced by the last step (NUL-terminated) */
+} eiw_session;
+
+static int g_last_code;
+
+/* Records a failure code for pointer-returning calls; returns it for chaining. */
+static int fail(int code) {
+    g_last_code = code;
+    return code;
+}
+
+/* Code of the last failing shim call (0 if the last call succeeded). */
+EIW_EXPORT int eiw_last_code(void) { return g_last_code; }
+/* Message with context of the last failure on this thread (borrowed). */
+EIW_EXPORT const char *eiw_last_error(void) { return ei_last_error(); }
+/* Static "EI_ERR_X: description" for a code (borrowed). */
+EIW_EXPORT const char *eiw_strerror(int code) { return ei_strerror(code); }
+
+/* ------------------------------------------------------------------ model */
+
+/* Loads a GGUF model from buf (allocated with malloc by the caller). Takes ownership of buf in every
+ * case: it is freed on failure, or with the model by eiw_model_free. Returns NULL on failure. */
+EIW_EXPORT eiw_model *eiw_model_load(void *buf, uint32_t size, int32_t n_threads) {
+    g_last_code = 0;
+    eiw_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        free(buf);
+        fail(EI_ERR_NOMEM);
+        return NULL;
+    }
+    ei_model_params mp = ei_model_default_params();
+    mp.use_mmap = 0;
+    mp.n_threads = n_threads;
+    int rc = ei_model_load_from_buffer(buf, size, &mp, &m->model);
+    if (rc < 0) {
+        free(buf);
+        free(m);
+        fail(rc);
+        return NULL;
+    }
+    m->buf = buf;
+    return m;
+}
+
+/* Frees the model and its bytes. Sessions on it must be freed first. NULL is ignored. */
+EIW_EXPORT void eiw_model_free(eiw_model *m) {
+    if (!m) return;
+    ei_model_free(m->model);
+    free(m->buf);
+    free(m);
+}
+
+/* Integer facts about the model: 0 n_vocab, 1 n_ctx_train, 2 n_layer, 3 bos id, 4 eos id (-1 = none). */
+EIW_EXPORT int32_t eiw_model_int(const eiw_model *m, int32_t which) {
+    const ei_tokenizer *tok = ei_model_get_tokenizer(m->model);
+    switch (which) {
+    case 0: return ei_model_n_vocab(m->model);
+    case 1: return ei_model_n_ctx_train(m->model);
+    case 2: return ei_model_n_layer(m->model);
+    case 3: return ei_tokenizer_bos(tok);
+    case 4: return ei_tokenizer_eos(tok);
+    default: return -1;
+    }
+}
+
+/* Parameter count as a double (exact below 2^53). */
+EIW_EXPORT double eiw_model_n_params(const eiw_model *m) { return (double)ei_model_n_params(m->model); }
+/* String metadata value or NULL (borrowed, lives as long as the model). */
+EIW_EXPORT const char *eiw_model_meta_str(const eiw_model *m, const char *key) {
+    return ei_model_meta_str(m->model, key);
+}
+/* Hex fingerprint of the model (borrowed). */
+EIW_EXPORT const char *eiw_model_fingerprint(const eiw_model *m) { return ei_model_fingerprint(m->model); }
+
+/* Tokenizes NUL-terminated text into a malloc'd array (*ids, caller frees; *n ids). Byte fallback
+ * gives at most one token per byte, plus the dummy prefix and BOS/EOS, so len + 8 always fits; the
+ * second try only guards against a tokenizer that needs more. */
+static int tokenize_alloc(const ei_tokenizer *tok, const char *text, int32_t add_bos, int32_t **ids, int32_t *n) {
+    int32_t flags = add_bos ? EI_TOKENIZE_ADD_BOS : 0;
+    size_t len = strlen(text);
+    if (len > INT32_MAX - 16) return EI_ERR_INVALID_ARG;
+    int32_t cap = (int32_t)len + 8;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        *ids = malloc((size_t)cap * sizeof **ids);
+        if (!*ids) return EI_ERR_NOMEM;
+        int rc = ei_tokenize(tok, text, (int32_t)len, flags, *ids, cap, n);
+        if (rc == 0) return 0;
+        free(*ids);
+        *ids = NULL;
+        if (rc != EI_ERR_BUFFER_TOO_SMALL || *n <= cap) return rc;
+        cap = *n;
+    }
+    return EI_ERR_INTERNAL;
+}
+
+/* Number of tokens text encodes to (with BOS when add_bos), or a negative error. */
+EIW_EXPORT int32_t eiw_count_tokens(const eiw_model *m, const char *text, int32_t add_bos) {
+    int32_t *ids = NULL, n = 0;
+    int rc = tokenize_alloc(ei_model_get_tokenizer(m->model), text, add_bos, &ids, &n);
+    free(ids);
+    return rc < 0 ? fail(rc) : n;
+}
+
+/* ------------------------------------------------------------------ session */
+
+/* Creates a session. policy is a name ("auto", "full", ...); integer params <= 0 (and memory_budget
+ * <= 0) keep the engine's defaults. Returns NULL on failure. The model must outlive the session. */
+EIW_EXPORT eiw_session *eiw_session_create(eiw_model *m, const char *policy, int32_t n_ctx, int32_t n_sink,
+                                           int32_t window, int32_t seg, int32_t n_threads,
+                                           double memory_budget) {
+    g_last_code = 0;
+    ei_session_params sp = ei_session_default_params();
+    int rc = ei_policy_from_name(policy, &sp.policy);
+    if (rc < 0) {
+        fail(rc);
+        return NULL;
+    }
+    if (n_ctx > 0) sp.n_ctx = n_ctx;
+    if (n_sink > 0) sp.n_sink = n_sink;
+    if (window > 0) sp.window = window;
+    if (seg > 0) sp.seg = seg;
+    if (n_threads > 0) sp.n_threads = n_threads;
+    if (memory_budget > 0) sp.memory_budget = (int64_t)memory_budget;
+    eiw_session *ws = calloc(1, sizeof *ws);
+    if (!ws) {
+        fail(EI_ERR_NOMEM);
+        return NULL;
+    }
+    rc = ei_session_create(m->model, &sp, &ws->s);
+    if (rc < 0) {
+        free(ws);
+        fail(rc);
+        return NULL;
+    }
+    ws->m = m;
+    ws->pending = -1;
+    return ws;
+}
+
+/* Frees the session and any generation state. NULL is ignored. */
+EIW_EXPORT void eiw_session_free(eiw_session *ws) {
+    if (!ws) return;
+    ei_sampler_free(ws->smp);
+    ei_session_free(ws->s);
+    free(ws->hist);
+    free(ws->todo);
+    free(ws);
+}
+
+/* Forgets every token of the session. */
+EIW_EXPORT void eiw_session_reset(eiw_session *ws) {
+    ei_session_reset(ws->s);
+    ws->n_hist = 0;
+    ws->n_todo = ws->i_todo = 0;
+    ws->pending = -1;
+}
+
+/* Writes the session's stats as 10 doubles: policy, tokens, kv_tokens, kv_bytes, memory_bytes,
+ * compressions, prefill_tokens, prefill_ms, decode_tokens, decode_ms. */
+EIW_EXPORT void eiw_session_stats(const eiw_session *ws, double *out) {
+    ei_session_stats st;
+    memset(&st, 0, sizeof st);
+    ei_session_get_stats(ws->s, &st);
+    out[0] = st.policy;
+    out[1] = (double)st.tokens;
+    out[2] = (double)st.kv_tokens;
+    out[3] = (double)st.kv_bytes;
+    out[4] = (double)st.memory_bytes;
+    out[5] = (double)st.compressions;
+    out[6] = (double)st.prefill_tokens;
+    out[7] = st.prefill_ms;
+    out[8] = (double)st.decode_tokens;
+    out[9] = st.decode_ms;
+}
+
+/* Name of a policy enum value (borrowed). */
+EIW_EXPORT const char *eiw_policy_name(int32_t policy) { return ei_policy_name(policy); }
+
+/* ------------------------------------------------------------------ generation */
+
+/* Appends ids to the history, growing it; returns 0 or EI_ERR_NOMEM. */
+static int hist_append(eiw_session *ws, const int32_t *ids, int32_t n) {
+    if (ws->n_hist + n > ws->cap_hist) {
+        int32_t cap = ws->cap_hist ? ws->cap_hist : 256;
+        while (cap < ws->n_hist + n) cap *= 2;
+        int32_t *h = realloc(ws->hist, (size_t)cap * sizeof *h);
+        if (!h) return EI_ERR_NOMEM;
+        ws->hist = h;
+        ws->cap_hist = cap;
+    }
+    memcpy(ws->hist + ws->n_hist, ids, (size_t)n * sizeof *ids);
+    ws->n_hist += n;
+    return 0;
+}
+
+/* Starts a generation for `text` (the whole context: a fresh prompt or a full chat transcript).
+ * When the tokens of text extend what the session already holds, only the new tail is prefilled
+ * (the KV cache is reused); otherwise the session is reset first. Sampling params follow
+ * ei_sampler_params (negative top_k / repeat_last_n / NaN floats keep the defaults); the seed is
+ * given as two 32-bit halves and used only when has_seed. Returns the number of prompt tokens still
+ * to prefill (call eiw_gen_prefill until it returns 0), or a negative error. */
+EIW_EXPORT int32_t eiw_gen_begin(eiw_session *ws, const char *text, int32_t add_bos, float temperature,
+                                 int32_t top_k, float top_p, float min_p, float repeat_penalty,
+                                 int32_t repeat_last_n, int32_t has_seed, uint32_t seed_lo, uint32_t seed_hi) {
+    const ei_tokenizer *tok = ei_model_get_tokenizer(ws->m->model);
+    int32_t *ids = NULL, n = 0;
+    int rc = tokenize_alloc(tok, text, add_bos, &ids, &n);
+    if (rc < 0) return fail(rc);
+    if (n == 0) {  /* nothing to condition on: no BOS and empty text */
+        free(ids);
+        return fail(EI_ERR_INVALID_ARG);
+    }
+
+    ei_sampler_params qp = ei_sampler_default_params();
+    if (temperature == temperature) qp.temperature = temperature;
+    if (top_k >= 0) qp.top_k = top_k;
+    if (top_p == top_p) qp.top_p = top_p;
+    if (min_p == min_p) qp.min_p = min_p;
+    if (repeat_penalty == repeat_penalty) qp.repeat_penalty = repeat_penalty;
+    if (repeat_last_n >= 0) qp.repeat_last_n = repeat_last_n;
+    if (has_seed) qp.seed = ((uint64_t)seed_hi << 32) | seed_lo;
+    ei_sampler *smp = NULL;
+    rc = ei_sampler_create(&qp, &smp);
+    if (rc < 0) {
+        free(ids);
+        return fail(rc);
+    }
+    ei_sampler_free(ws->smp);
+    ws->smp = smp;
+
+    /* Reuse the KV cache when the new context starts with everything fed so far. */
+    int32_t keep = 0;
+    if (ws->n_hist > 0 && n >= ws->n_hist && memcmp(ids, ws->hist, (size_t)ws->n_hist * sizeof *ids) == 0)
+        keep = ws->n_hist;
+    if (!keep && (ws->n_hist > 0 || ws->n_todo > 0)) eiw_session_reset(ws);
+    ws->pending = -1;
+    for (int32_t i = 0; i < n; i++) ei_sampler_accept(ws->smp, ids[i]);
+
+    free(ws->todo);
+    ws->todo = NULL;
+    ws->n_todo = ws->i_todo = 0;
+    if (n > keep) {
+        ws->todo = malloc((size_t)(n - keep) * sizeof *ws->todo);
+        if (!ws->todo) {
+            free(ids);
+            return fail(EI_ERR_NOMEM);
+        }
+        memcpy(ws->todo, ids + keep, (size_t)(n - keep) * sizeof *ids);
+        ws->n_todo = n - keep;
+    }
+
+    /* Generated text continues the prompt: only a token that starts the text loses its dummy-prefix
+     * space, so tell the detokenizer how many text tokens precede (BOS is not text). */
+    ei_detok_init(&ws->detok, tok);
+    int32_t bos = ei_tokenizer_bos(tok);
+    ws->detok.n_pushed = (add_bos && bos >= 0 && ids[0] == bos) ? n - 1 : n;
+    free(ids);
+    ws->text[0] = '\0';
+    g_last_code = 0;
+    return ws->n_todo;
+}
+
+/* Prefills up to max_n of the remaining prompt tokens. Returns how many remain (0 = logits ready), or a
+ * negative error (EI_ERR_CONTEXT_FULL...; the session then holds only what was fed before). */
+EIW_EXPORT int32_t eiw_gen_prefill(eiw_session *ws, int32_t max_n) {
+    int32_t left = ws->n_todo - ws->i_todo;
+    if (left <= 0) return 0;
+    int32_t n = (max_n > 0 && max_n < left) ? max_n : left;
+    int rc = ei_session_prefill(ws->s, ws->todo + ws->i_todo, n);
+    if (rc < 0) return fail(rc);
+    rc = hist_append(ws, ws->todo + ws->i_todo, n);
+    if (rc < 0) {
+        eiw_session_reset(ws);  /* history no longer matches the KV cache: start clean next time */
+        return fail(rc);
+    }
+    ws->i_todo += n;
+    return ws->n_todo - ws->i_todo;
+}
+
+/* One streaming step: feeds the previously sampled token (if any), samples the next one and turns it
+ * into text (eiw_gen_text). Returns the token id, EIW_DONE_EOS when the model ended the text, or a
+ * negative error (EI_ERR_CONTEXT_FULL when the policy's budget is spent). Feeding lazily means a
+ * generation that stops at max tokens does not pay for one extra forward pass. */
+EIW_EXPORT int32_t eiw_gen_step(eiw_session *ws) {
+    ws->text[0] = '\0';
+    if (!ws->smp || ws->i_todo < ws->n_todo) return fail(EI_ERR_INVALID_ARG);
+    if (ws->pending >= 0) {
+        int rc = ei_session_decode(ws->s, ws->pending);
+        if (rc < 0) return fail(rc);
+        rc = hist_append(ws, &ws->pending, 1);
+        ws->pending = -1;
+        if (rc < 0) {
+            eiw_session_reset(ws);
+            return fail(rc);
+        }
+    }
+    const float *logits = ei_session_get_logits(ws->s);
+    if (!logits) return fail(EI_ERR_INVALID_ARG);
+    int32_t n_vocab = ei_model_n_vocab(ws->m->model);
+    int32_t t = ei_sampler_sample(ws->smp, logits, n_vocab);
+    if (t < 0) return fail(t);
+    if (t == ei_tokenizer_eos(ei_model_get_tokenizer(ws->m->model))) return EIW_DONE_EOS;
+    ei_sampler_accept(ws->smp, t);
+    ws->pending = t;
+    int32_t n_out = 0;
+    int rc = ei_detok_push(&ws->detok, t, ws->text, EIW_TEXT_CAP, &n_out);
+    if (rc < 0) return fail(rc);
+    g_last_code = 0;
+    return t;
+}
+
+/* Ends a generation: emits what the detokenizer still holds (into eiw_gen_text) and frees the sampler.
+ * The session keeps its tokens for the next generation. Returns the bytes of text emitted. */
+EIW_EXPORT int32_t eiw_gen_end(eiw_session *ws) {
+    int32_t n_out = 0;
+    ws->text[0] = '\0';
+    if (ei_detok_flush(&ws->detok, ws->text, EIW_TEXT_CAP, &n_out) < 0) n_out = 0;
+    ei_sampler_free(ws->smp);
+    ws->smp = NULL;
+    return n_out;
+}
+
+/* Text (UTF-8, NUL-terminated) produced by the last eiw_gen_step / eiw_gen_end; borrowed. */
+EIW_EXPORT const char *eiw_gen_text(const eiw_session *ws) { return ws->text; }
