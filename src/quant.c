@@ -21,25 +21,15 @@ static inline float bits_f32(uint32_t u) {
     return f;
 }
 
-/* Exact widening: every half value (subnormals, ±inf, NaN payloads) has an exact float. */
+/* Exact widening: every half value (subnormals, ±inf, NaN payloads) has an exact float. Shifting the half's
+ * exponent+mantissa into float position and multiplying by 2^112 rebases the exponent exactly, subnormal
+ * halves included (they become float subnormals first, and IEEE multiplication by a power of two is exact;
+ * this assumes the FPU does not flush subnormals, which C and wasm guarantee by default). */
 float ei_f16_to_f32(ei_f16 h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t mant = h & 0x3ffu;
-    if (exp == 0x1f) /* inf / NaN: keep the payload, it stays NaN because mant != 0 */
-        return bits_f32(sign | 0x7f800000u | (mant << 13));
-    if (exp == 0) {
-        if (mant == 0) return bits_f32(sign);
-        /* Subnormal half: normalise the mantissa into a float exponent. */
-        int e = -1;
-        do {
-            mant <<= 1;
-            e++;
-        } while (!(mant & 0x400u));
-        mant &= 0x3ffu;
-        return bits_f32(sign | ((uint32_t)(127 - 15 - e) << 23) | (mant << 13));
-    }
-    return bits_f32(sign | ((exp + (127 - 15)) << 23) | (mant << 13));
+    const uint32_t em = (uint32_t)(h & 0x7fffu) << 13;
+    uint32_t mag = f32_bits(bits_f32(em) * 0x1p112f);
+    if (em >= 0x0f800000u) mag |= 0x7f800000u; /* half exponent 31: inf / NaN, payload kept */
+    return bits_f32(((uint32_t)(h & 0x8000u) << 16) | mag);
 }
 
 /* Round-to-nearest-even narrowing, same as F16C's _cvtss_sh(x, 0) and ggml's portable path. */
