@@ -22,6 +22,7 @@
 #ifndef EI_NO_THREADS
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
 #ifdef __EMSCRIPTEN__
@@ -56,7 +57,13 @@ struct worker_arg {
     int ith;
 };
 
-static inline void cpu_relax(void) {
+/* One spin step. Every 64th step yields the core: with more threads than free cores (a shared machine, a
+ * browser's busy workers) the thread everybody waits for may be the one that is not running. */
+static inline void cpu_relax(int i) {
+    if ((i & 63) == 63) {
+        sched_yield();
+        return;
+    }
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
@@ -73,7 +80,7 @@ static void *worker_main(void *p) {
     for (;;) {
         unsigned g = atomic_load(&tp->gen);
         for (int i = 0; g == seen && i < SPIN_ITERS && !atomic_load_explicit(&tp->stop, memory_order_relaxed); i++) {
-            cpu_relax();
+            cpu_relax(i);
             g = atomic_load(&tp->gen);
         }
         if (g == seen) {
@@ -185,7 +192,7 @@ void ei_threadpool_run(ei_threadpool *tp, ei_task_fn fn, void *ctx) {
         pthread_mutex_unlock(&tp->mu);
     }
     fn(ctx, 0, tp->n);
-    for (int i = 0; atomic_load(&tp->pending) > 0 && i < SPIN_ITERS; i++) cpu_relax();
+    for (int i = 0; atomic_load(&tp->pending) > 0 && i < SPIN_ITERS; i++) cpu_relax(i);
     if (atomic_load(&tp->pending) > 0) {
         pthread_mutex_lock(&tp->mu);
         atomic_store(&tp->caller_sleeping, 1);
