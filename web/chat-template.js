@@ -5,6 +5,8 @@
 // running Jinja; a model without a template (or with an unknown one) gets a plain "User:/Assistant:"
 // transcript. BOS is added by the tokenizer, never written as text (it would tokenize as plain text).
 
+import { compileTemplate } from './jinja.js';
+
 const FAMILIES = [
   {
     name: 'chatml',
@@ -67,10 +69,23 @@ const PLAIN = {
 
 /**
  * Picks the chat format for a template string (or null/undefined: the plain fallback).
+ * The template itself is run (jinja.js) when it parses and renders a probe conversation; stop strings
+ * then come from the recognised family, or from the text that opens a user turn ("\nUser:").
  * Returns {name, stops, render(messages, addGenerationPrompt = true) -> prompt text}.
  */
 export function chatFormat(template) {
   const fam = (template && FAMILIES.find((f) => f.test(template))) || PLAIN;
+  const jinja = template ? tryJinja(template) : null;
+  if (jinja) {
+    return {
+      name: fam === PLAIN ? 'jinja' : `jinja:${fam.name}`,
+      stops: fam === PLAIN ? jinja.stops : fam.stops.slice(),
+      render(messages, addGen = true) {
+        checkMessages(messages);
+        return jinja.render(messages, addGen);
+      },
+    };
+  }
   return {
     name: fam.name,
     stops: fam.stops.slice(),
@@ -80,6 +95,23 @@ export function chatFormat(template) {
       return messages.map(fam.turn).join('') + (addGen ? fam.gen : '');
     },
   };
+}
+
+/** Compiles a GGUF Jinja template and checks it on a probe; null when it cannot be used. */
+function tryJinja(template) {
+  try {
+    const fn = compileTemplate(template);
+    const render = (messages, addGen) => fn({ messages, add_generation_prompt: addGen, bos_token: '', eos_token: '' });
+    const MARK = '\u0001';
+    const probe = render([{ role: 'user', content: MARK }], true);
+    if (!probe.includes(MARK)) return null;
+    // The text that opens a user turn, e.g. "User: ": the model starting one means its reply is over.
+    const userPrefix = probe.slice(0, probe.indexOf(MARK)).split('\n').pop().trim();
+    const stops = userPrefix ? [`\n${userPrefix}`] : [];
+    return { render, stops };
+  } catch {
+    return null;
+  }
 }
 
 /** Throws a TypeError-like message for malformed message arrays (caught and typed by the caller). */

@@ -319,7 +319,8 @@ export class CoreEngine {
       }
       const tFirst = now();
       const stopper = new StopMatcher(stops);
-      let out = '', n = 0;
+      let out = '', n = 0, lead = !!req.messages; // a chat reply does not start with the space after "Assistant:"
+      const trimLead = (x) => { if (lead) { x = x.replace(/^\s+/, ''); if (x) lead = false; } return x; };
       while (!finishReason) {
         if (n >= maxTokens) { finishReason = 'length'; break; }
         if (abort.aborted) { finishReason = 'abort'; break; }
@@ -329,13 +330,14 @@ export class CoreEngine {
         if (t < 0) throw this.#cErr(t, 'generate: decoding');
         n++;
         const r = stopper.push(M.UTF8ToString(M._eiw_gen_text(s.ptr)));
+        r.text = trimLead(r.text);
         out += r.text;
         emit({ text: r.text, token: t, stats: this.stats(sid) });
         if (r.stopped) { finishReason = 'stop'; break; }
         await yieldToEventLoop();
       }
       const tail = this.#guard(() => (M._eiw_gen_end(s.ptr), M.UTF8ToString(M._eiw_gen_text(s.ptr))));
-      const rest = finishReason === 'stop' && stopper.stopped ? '' : stopper.push(tail).text + stopper.flush();
+      const rest = trimLead(finishReason === 'stop' && stopper.stopped ? '' : stopper.push(tail).text + stopper.flush());
       if (rest) { out += rest; emit({ text: rest, token: -1, stats: this.stats(sid) }); }
       const tEnd = now();
       return {

@@ -1,0 +1,249 @@
+// demo.js — the chat demo: loads the default model (cached in IndexedDB), streams replies, shows live
+// stats. Query parameters: ?model=URL  ?threads=N|auto  ?cache=0  ?policy=NAME.
+// State for the browser tests is kept in window.demo.
+
+import { Engine } from '../index.js';
+
+const DEFAULT_MODEL = '../../models/edgeinf-default-q8_0.gguf';
+const FALLBACK_MODEL = '../../tests/fixtures/tiny/tiny-q8_0.gguf';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const demo = (window.demo = { ready: false, engine: null, session: null, replies: [], errors: [], progress: [] });
+
+const fmtBytes = (n) => {
+  if (!Number.isFinite(n)) return '–';
+  const u = ['B', 'KB', 'MB', 'GB'];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+};
+
+// ------------------------------------------------------------------ errors
+
+function showError(e, context = '') {
+  const code = (e && e.code) || 'ERROR';
+  const msg = (e && e.message) || String(e);
+  demo.errors.push({ code, message: msg });
+  $('error-code').textContent = code;
+  $('error-message').textContent = context ? `${context}: ${msg}` : msg;
+  $('error').hidden = false;
+  $('error').dataset.code = code;
+}
+$('error-close').onclick = () => { $('error').hidden = true; };
+
+// ------------------------------------------------------------------ loading
+
+const PHASES = { download: 'Downloading model', cache: 'Reading model from browser cache', load: 'Initialising engine' };
+function onProgress(p) {
+  demo.progress.push(p);
+  if (!PHASES[p.phase]) return;
+  $('load-phase').textContent = PHASES[p.phase] + '…';
+  const frac = p.total ? p.loaded / p.total : 0;
+  $('load-bar').style.width = `${Math.round(frac * 100)}%`;
+  $('load-bytes').textContent = p.total ? `${fmtBytes(p.loaded)} / ${fmtBytes(p.total)}` : fmtBytes(p.loaded);
+}
+
+async function pickModel() {
+  if (params.get('model')) return { url: params.get('model'), note: null };
+  try {
+    const r = await fetch(DEFAULT_MODEL, { method: 'HEAD' });
+    if (r.ok) return { url: DEFAULT_MODEL, note: null };
+  } catch { /* fall through */ }
+  return {
+    url: FALLBACK_MODEL,
+    note: 'The default model is not built yet, so this demo runs the tiny test model (random weights: its replies are gibberish). Everything else — streaming, stats, caching — is real.',
+  };
+}
+
+function badge(text, on = false) {
+  const b = document.createElement('span');
+  b.className = on ? 'badge on' : 'badge';
+  b.textContent = text;
+  return b;
+}
+
+function showInfo(info) {
+  const m = info.model || {};
+  const b = $('badges');
+  b.replaceChildren(
+    badge(info.build === 'simd-mt' ? `threads × ${info.threads}` : 'single thread', info.build === 'simd-mt'),
+    badge(info.crossOriginIsolated ? 'cross-origin isolated' : 'not isolated', info.crossOriginIsolated),
+    badge(info.load.source === 'cache' ? 'model from cache' : `model from ${info.load.source}`, info.load.source === 'cache'),
+    badge(`load ${Math.round(info.load.totalMs)} ms`),
+  );
+  const rows = [
+    ['Name', m.name || '–'], ['Parameters', m.nParams ? `${(m.nParams / 1e6).toFixed(2)} M` : '–'],
+    ['Layers', m.nLayer], ['Vocabulary', m.nVocab], ['Trained context', m.nCtxTrain], ['Chat format', m.chatFormat],
+    ['File', fmtBytes(info.load.sizeBytes)], ['Build', info.build],
+  ];
+  const dl = $('model-info');
+  dl.replaceChildren();
+  for (const [k, v] of rows) {
+    const dt = document.createElement('dt'); dt.textContent = k;
+    const dd = document.createElement('dd'); dd.textContent = String(v ?? '–');
+    dl.append(dt, dd);
+  }
+  if (info.load.cacheError) showError(info.load.cacheError, 'The model works, but it could not be cached');
+}
+
+async function start() {
+  const { url, note } = await pickModel();
+  if (note) { $('model-note').textContent = note; $('model-note').hidden = false; }
+  const threads = params.get('threads') || 'auto';
+  try {
+    demo.engine = await Engine.load({
+      model: url, threads: threads === 'auto' ? 'auto' : Number(threads), cache: params.get('cache') !== '0', onProgress,
+    });
+  } catch (e) {
+    $('load-phase').textContent = 'Could not load the model';
+    $('load-bar').style.width = '0';
+    showError(e, `Loading ${url}`);
+    demo.loadError = { code: e.code, message: e.message };
+    return;
+  }
+  demo.info = demo.engine.info();
+  $('loader').hidden = true;
+  showInfo(demo.info);
+  if (params.get('policy')) $('policy').value = params.get('policy');
+  if (!(await newSession($('policy').value))) return;
+  for (const id of ['prompt', 'send', 'new-chat']) $(id).disabled = false;
+  $('prompt').focus();
+  demo.ready = true;
+}
+
+// ------------------------------------------------------------------ session and chat
+
+let session = null, messages = [], controller = null, currentPolicy = 'auto';
+
+async function newSession(policy) {
+  const s = demo.engine.createSession({ policy });
+  try {
+    await s.ready;
+  } catch (e) {
+    showError(e, `Policy "${policy}"`);
+    $('policy-hint').textContent = `"${policy}" is not available: ${e.code}. Still using "${currentPolicy}".`;
+    $('policy-hint').className = 'hint bad';
+    $('policy').value = currentPolicy;
+    return false;
+  }
+  if (session) session.free().catch(() => {});
+  session = demo.session = s;
+  currentPolicy = policy;
+  $('policy-hint').textContent = `Using "${policy}".`;
+  $('policy-hint').className = 'hint';
+  clearChat();
+  updateStats(s.stats(), null);
+  return true;
+}
+
+function clearChat() {
+  messages = [];
+  $('messages').replaceChildren($('empty') || document.createElement('div'));
+  const empty = $('empty');
+  if (empty) empty.hidden = false;
+}
+
+function addBubble(role, text) {
+  const empty = $('empty');
+  if (empty) empty.hidden = true;
+  const div = document.createElement('div');
+  div.className = `msg ${role}`;
+  div.textContent = text;
+  $('messages').append(div);
+  div.scrollIntoView({ block: 'end' });
+  return div;
+}
+
+function updateStats(st, tps) {
+  if (tps != null) $('st-tps').textContent = tps.toFixed(1);
+  $('st-policy').textContent = st.policyInUse || st.policy;
+  $('st-tokens').textContent = st.tokens;
+  $('st-kvtokens').textContent = st.kvTokens;
+  $('st-kv').textContent = fmtBytes(st.kvBytes);
+  $('st-mem').textContent = fmtBytes(st.memoryBytes);
+  if (st.prefillTokens) $('st-prefill').textContent = `${st.prefillTokens} tok, ${Math.round(st.prefillMs)} ms`;
+}
+
+async function send(text) {
+  messages.push({ role: 'user', content: text });
+  addBubble('user', text);
+  const bubble = addBubble('assistant', '');
+  bubble.classList.add('streaming');
+  const reply = { text: '', chunks: 0, finishReason: null, tStart: performance.now() };
+  demo.replies.push(reply);
+  controller = new AbortController();
+  setBusy(true);
+  let tFirst = null, nTok = 0;
+  try {
+    const gen = session.chat(messages, {
+      maxTokens: Number($('maxtok').value) || 128,
+      temperature: Number($('temp').value),
+      topP: Number($('topp').value),
+      signal: controller.signal,
+    });
+    for await (const chunk of gen) {
+      nTok++;
+      if (tFirst == null) tFirst = performance.now();
+      if (chunk.text) {
+        reply.text += chunk.text;
+        reply.chunks++;
+        bubble.textContent = reply.text;
+        bubble.scrollIntoView({ block: 'end' });
+      }
+      const dt = (performance.now() - tFirst) / 1000;
+      updateStats(session.stats(), dt > 0 ? (nTok - 1) / dt : null);
+    }
+    const res = await gen;
+    reply.finishReason = res.finishReason;
+    reply.tokensPerSecond = res.timings.tokensPerSecond;
+    updateStats(res.stats, res.timings.tokensPerSecond);
+    messages.push({ role: 'assistant', content: res.text });
+    const meta = document.createElement('span');
+    meta.className = 'meta';
+    const why = { stop: '', length: ' · max tokens reached', abort: ' · stopped', context_full: ' · context full' }[res.finishReason] || '';
+    meta.textContent = `${res.usage.completionTokens} tokens · ${res.timings.tokensPerSecond.toFixed(1)} tok/s${why}`;
+    if (!reply.text) bubble.textContent = '(empty reply)';
+    bubble.append(meta);
+  } catch (e) {
+    reply.error = { code: e.code, message: e.message };
+    bubble.textContent = reply.text || '(no reply)';
+    showError(e, 'Generation failed');
+    messages.pop();
+  } finally {
+    bubble.classList.remove('streaming');
+    reply.done = true;
+    controller = null;
+    setBusy(false);
+  }
+}
+
+function setBusy(busy) {
+  $('send').disabled = busy;
+  $('stop').disabled = !busy;
+  $('policy').disabled = busy;
+  $('new-chat').disabled = busy;
+}
+
+$('composer').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const text = $('prompt').value.trim();
+  if (!text || !demo.ready || controller) return;
+  $('prompt').value = '';
+  send(text);
+});
+$('prompt').addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); $('composer').requestSubmit(); }
+});
+$('stop').onclick = () => { if (controller) controller.abort(); };
+$('new-chat').onclick = async () => { await session.reset(); clearChat(); updateStats(session.stats(), null); };
+$('policy').onchange = (ev) => { newSession(ev.target.value); };
+$('temp').oninput = (ev) => { $('temp-out').textContent = ev.target.value; };
+$('topp').oninput = (ev) => { $('topp-out').textContent = ev.target.value; };
+$('clear-cache').onclick = async () => {
+  const files = await Engine.cache.list();
+  for (const f of files) await Engine.cache.delete(f.url);
+  $('clear-cache').textContent = `Removed ${files.length} cached file(s)`;
+};
+
+start();
