@@ -8,9 +8,17 @@
  *   quant dots: block b gives c_b = (float)sumi_b * (d_a * d_b) with sumi_b the exact int32 block dot;
  *     c_b goes into q[b % 4] for whole groups of 4 blocks, folded as (q0+q2) + (q1+q3); the nb % 4 tail
  *     blocks are added last, in order.
- * This relies on no FMA contraction (gcc in ISO C mode, -std=c11, does not contract; clang contracts only
- * within one expression, so every product below is its own statement). */
+ * This relies on no FMA contraction: the pragma below turns it off for GCC (which fuses across statements in
+ * GNU mode) and clang, and every product is its own statement anyway. */
 #include "kernels.h"
+
+/* Keep every product rounded on its own (GCC in GNU mode would fuse into FMA where the target has it), so
+ * results are the same on every target and build mode. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#elif defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 #define NPART 32 /* partial sums of the f32/f16 dots: 4 AVX2 registers or 8 wasm registers */
 

@@ -5,7 +5,16 @@
  * and sums are separate mul/add instructions on purpose: FMA would round differently. */
 #include "kernels.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
+
+/* GCC in GNU mode (-std=gnu11) fuses mul+add into FMA across statements and intrinsics; the summation
+ * order contract needs them rounded separately whatever -std the build uses. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#elif defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include <math.h>
 #include <string.h>
 
@@ -214,11 +223,16 @@ static const ei_kernel_table kernels_avx2 = {
     .axpy_f32 = axpy_f32_avx2,
 };
 
+/* 1 if CPUID reports F16C (leaf 1, ECX bit 29); __builtin_cpu_supports has no "f16c" in clang 14. */
+static int cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+
 /* AVX2 table when the CPU has AVX2, FMA and F16C (this file is compiled with all three, so the compiler may
  * use any of them), else the scalar reference. Cheap enough to call per matmul. */
 const ei_kernel_table *ei_kernels(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return &kernels_avx2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c()) return &kernels_avx2;
     return &ei_kernels_ref;
 }

@@ -12,6 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Keep every product rounded on its own (GCC in GNU mode would fuse into FMA where the target has it), so
+ * results are the same on every target and build mode. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#elif defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #define MAX_REPEAT_LAST_N (1 << 20)
 
 typedef struct {
