@@ -1,8 +1,12 @@
-/* attention.c — the one attention path. A policy decides (1) where a new token's K/V go in the cache and (2) which
- * cache spans each query sees; the softmax-weighted sum over those spans is shared by every policy, so every policy's
- * proximal/distant parts are normalised together in one softmax.
+/* attention.c — the one attention path (docs/edgeinfinite.md is the exact contract). A policy decides
+ *   (1) which cache slot a token's K/V occupy (slot_of),
+ *   (2) which slot spans each query sees and with which query rotation (spans_for),
+ *   (3) what happens to tokens leaving the cache (evict: dropped, or compressed into memory),
+ * and the softmax over all visible spans (one softmax, so sink and window scores are normalised together) plus the
+ * memory/gate blend are shared by every policy.
  *
- * Implemented policies: full. streaming / edgeinfinite / pod plug in here (slot mapping + spans + memory term). */
+ * Policies: full (all tokens), streaming (sink + window, evicted segments dropped), edgeinfinite (sink + window +
+ * compressed memory read through the adapter's gate). pod plugs in here too (shared distant keys). */
 #include <math.h>
 #include <string.h>
 
@@ -13,14 +17,19 @@
 
 #define MAX_SPANS 4
 
-/* ------------------------------------------------------------------ policy: slots and spans */
+static int is_window_policy(const ei_session *s) {
+    return s->policy == EI_POLICY_STREAMING || s->policy == EI_POLICY_EDGEINFINITE;
+}
+
+/* ------------------------------------------------------------------ layout: slots, spans, eviction */
 
 int32_t ei_attn_cache_slots(const ei_model *m, const ei_session_params *p) {
-    int32_t n_ctx = p->n_ctx > 0 ? p->n_ctx : m->hp.n_ctx_train;
-    return n_ctx;
+    if (p->policy == EI_POLICY_STREAMING || p->policy == EI_POLICY_EDGEINFINITE) return p->n_sink + p->window + p->seg;
+    return p->n_ctx > 0 ? p->n_ctx : m->hp.n_ctx_train;
 }
 
 int ei_attn_reserve(ei_session *s, int32_t n) {
+    if (is_window_policy(s)) return 0; /* constant memory: any length fits */
     if (s->n_past + n > s->kv.cap)
         return ei_set_error(EI_ERR_CONTEXT_FULL,
                             "context full: %lld tokens held + %d new > %d slots of the '%s' policy (use a longer "
@@ -29,16 +38,139 @@ int ei_attn_reserve(ei_session *s, int32_t n) {
     return 0;
 }
 
-int64_t ei_attn_kv_tokens(const ei_session *s) { return s->n_past < s->kv.cap ? s->n_past : s->kv.cap; }
+/* Segment of a non-sink position, and its offset in the segment. */
+static int64_t seg_of(const ei_session *s, int64_t p) { return (p - s->n_sink) / s->seg; }
 
-/* Slot of the token at absolute position pos. */
-static int32_t slot_of(const ei_session *s, int64_t pos) { return (int32_t)pos; }
+/* Segments evicted once the token at p is in: those before seg_of(p) - W. */
+static int64_t evicted_segments(const ei_session *s, int64_t p) {
+    if (p < s->n_sink) return 0;
+    int64_t e = seg_of(s, p) - s->n_seg_window;
+    return e > 0 ? e : 0;
+}
 
-/* Spans visible to the query at absolute position pos (causal: itself included). Returns the span count. */
-static int spans_for(const ei_session *s, int64_t pos, ei_kv_span *spans) {
-    spans[0].start = 0;
-    spans[0].n = (int32_t)pos + 1;
-    return 1;
+int64_t ei_attn_kv_tokens(const ei_session *s) {
+    if (!is_window_policy(s)) return s->n_past < s->kv.cap ? s->n_past : s->kv.cap;
+    if (s->n_past == 0) return 0;
+    return s->n_past - evicted_segments(s, s->n_past - 1) * s->seg;
+}
+
+int64_t ei_attn_sink_pos(const ei_session *s, int64_t p) {
+    if (!is_window_policy(s)) return p;
+    /* slot = n_sink + (p - p_fw), p_fw = n_sink + evicted * seg */
+    return p - evicted_segments(s, p) * s->seg;
+}
+
+static int32_t slot_of(const ei_session *s, int64_t p) {
+    if (!is_window_policy(s) || p < s->n_sink) return (int32_t)p;
+    const int64_t j = seg_of(s, p), o = (p - s->n_sink) % s->seg;
+    return s->n_sink + (int32_t)(j % (s->n_seg_window + 1)) * s->seg + (int32_t)o;
+}
+
+/* Appends a span, merging with the previous one when contiguous and rotated alike. */
+static int push_span(ei_kv_span *spans, int n, int32_t start, int32_t len, int32_t sink) {
+    if (len <= 0) return n;
+    if (n > 0 && spans[n - 1].sink == sink && spans[n - 1].start + spans[n - 1].n == start) {
+        spans[n - 1].n += len;
+        return n;
+    }
+    spans[n].start = start;
+    spans[n].n = len;
+    spans[n].sink = sink;
+    return n + 1;
+}
+
+/* Spans visible to the query at absolute position p (causal: itself included). Returns the span count. At most 3 for
+ * window policies (sink + the ring in up to two pieces). */
+static int spans_for(const ei_session *s, int64_t p, ei_kv_span *spans) {
+    if (!is_window_policy(s) || p < s->n_sink) return push_span(spans, 0, 0, (int32_t)p + 1, 0);
+    const int64_t j = seg_of(s, p), o = (p - s->n_sink) % s->seg;
+    const int64_t first = j - s->n_seg_window > 0 ? j - s->n_seg_window : 0;
+    /* Before any eviction the query's slot equals its position: same rotation for sink keys, one merged span. */
+    int n = push_span(spans, 0, 0, s->n_sink, first > 0);
+    for (int64_t sg = first; sg <= j; sg++)
+        n = push_span(spans, n, s->n_sink + (int32_t)(sg % (s->n_seg_window + 1)) * s->seg,
+                      sg < j ? s->seg : (int32_t)o + 1, 0);
+    return n;
+}
+
+/* ------------------------------------------------------------------ compressed memory (edgeinfinite) */
+
+static float sigma(float u) { return u > 0 ? u + 1.0f : expf(u); } /* ELU(u) + 1 */
+
+/* x (rank) = A (rank, dim) · xn */
+static void lowrank_down(const ei_kernel_table *K, const float *A, int32_t rank, int32_t dim, const float *xn, float *u) {
+    for (int32_t r = 0; r < rank; r++) u[r] = K->dot_f32(dim, A + (size_t)r * dim, xn);
+}
+
+/* out[o] += Σ_r B[o][r] u[r] for o in [o0, o0+n) */
+static void lowrank_up_add(const float *B, int32_t rank, const float *u, int32_t o0, int32_t n, float *out) {
+    for (int32_t o = 0; o < n; o++) {
+        const float *b = B + (size_t)(o0 + o) * rank;
+        float acc = 0;
+        for (int32_t r = 0; r < rank; r++) acc += b[r] * u[r];
+        out[o] += acc;
+    }
+}
+
+/* Folds the cached segment `e` of layer l into memory (delta rule), before its slots are reused. Keys are stored
+ * rotated at their absolute position: rotating back gives k⁰ (docs/edgeinfinite.md: memory is position-free). */
+static void compress_segment(ei_session *s, int l, int64_t e) {
+    const ei_hparams *hp = &s->model->hp;
+    const ei_adapter *ad = s->adapter;
+    const int32_t hd = hp->head_dim, kv_dim = s->kv.kv_dim, seg = s->seg, rank = ad->rank, rd = hp->rope_dim;
+    const float eps = ad->eps;
+    const ei_adapter_layer *AL = &ad->layers[l];
+    const size_t layer_off = (size_t)l * s->kv.cap * kv_dim;
+    float *sk = s->mem.scratch;                     /* (seg, hd) σ(k_mem) for one head */
+    float *vd = sk + (size_t)seg * hd;              /* (seg, hd) v_mem - retrieved */
+    float *kt = vd + (size_t)seg * hd;              /* (kv_dim) k_mem of one token */
+    float *vt = kt + kv_dim;                        /* (kv_dim) v_mem of one token */
+    for (int32_t g = 0; g < hp->n_head_kv; g++) {
+        float *M = s->mem.M + ((size_t)l * hp->n_head_kv + g) * hd * hd;
+        float *z = s->mem.z + ((size_t)l * hp->n_head_kv + g) * hd;
+        for (int32_t t = 0; t < seg; t++) {
+            const int64_t p = s->n_sink + e * seg + t;
+            const int32_t slot = slot_of(s, p);
+            const float *kr = s->kv.k + layer_off + (size_t)slot * kv_dim + (size_t)g * hd;
+            const float *vr = s->kv.v + layer_off + (size_t)slot * kv_dim + (size_t)g * hd;
+            memcpy(kt, kr, sizeof(float) * hd);
+            memcpy(vt, vr, sizeof(float) * hd);
+            for (int32_t i = 0; i < rd / 2; i++) { /* inverse RoPE at p (angles in double) */
+                const double a = (double)p * pow((double)hp->rope_base, -2.0 * i / rd);
+                const float co = (float)cos(a), si = (float)sin(a), x0 = kt[2 * i], x1 = kt[2 * i + 1];
+                kt[2 * i] = x0 * co + x1 * si;
+                kt[2 * i + 1] = -x0 * si + x1 * co;
+            }
+            if (rank) {
+                lowrank_up_add(AL->mk_b, rank, s->mem.code_k + ((size_t)l * s->kv.cap + slot) * rank, g * hd, hd, kt);
+                lowrank_up_add(AL->mv_b, rank, s->mem.code_v + ((size_t)l * s->kv.cap + slot) * rank, g * hd, hd, vt);
+            }
+            float *skt = sk + (size_t)t * hd, *vdt = vd + (size_t)t * hd;
+            float den = eps;
+            for (int32_t a = 0; a < hd; a++) {
+                skt[a] = sigma(kt[a]);
+                den += skt[a] * z[a];
+            }
+            /* retrieved = σk·M / (σk·z + ε), from memory before this segment's update */
+            for (int32_t c = 0; c < hd; c++) vdt[c] = 0;
+            for (int32_t a = 0; a < hd; a++) {
+                const float w = skt[a];
+                const float *row = M + (size_t)a * hd;
+                for (int32_t c = 0; c < hd; c++) vdt[c] += w * row[c];
+            }
+            for (int32_t c = 0; c < hd; c++) vdt[c] = vt[c] - vdt[c] / den;
+        }
+        for (int32_t t = 0; t < seg; t++) {
+            const float *skt = sk + (size_t)t * hd, *vdt = vd + (size_t)t * hd;
+            for (int32_t a = 0; a < hd; a++) {
+                float *row = M + (size_t)a * hd;
+                const float w = skt[a];
+                for (int32_t c = 0; c < hd; c++) row[c] += w * vdt[c];
+                z[a] += w;
+            }
+        }
+    }
+    s->mem.segments[l]++;
 }
 
 /* ------------------------------------------------------------------ the shared softmax-attention core */
@@ -46,24 +178,27 @@ static int spans_for(const ei_session *s, int64_t pos, ei_kv_span *spans) {
 typedef struct attn_job {
     ei_session *s;
     int l;
-    const float *q;
-    int32_t n;
-    int64_t pos0;
+    const float *xn, *q, *q0;
+    int32_t i0, n;   /* tokens [i0, i0+n) of the chunk */
+    int64_t pos0;    /* absolute position of chunk token 0 */
     float *out;
 } attn_job;
 
-/* One query head against the given spans: scores, one softmax over all of them, weighted sum of values. */
-static void attend_head(const ei_kernel_table *K, const float *q, const float *kc, const float *vc, int32_t kv_dim,
-                        int32_t hd, const ei_kv_span *spans, int n_spans, float *scores, float *out) {
+/* One query head against the given spans: scores, one softmax over all of them, weighted sum of values.
+ * q_sink is the query rotated at its cache slot, used for spans flagged sink. */
+static void attend_head(const ei_kernel_table *K, const float *q, const float *q_sink, const float *kc, const float *vc,
+                        int32_t kv_dim, int32_t hd, const ei_kv_span *spans, int n_spans, float *scores, float *out) {
     const float scale = 1.0f / sqrtf((float)hd);
     float mx = -INFINITY;
     int32_t t = 0;
-    for (int sp = 0; sp < n_spans; sp++)
+    for (int sp = 0; sp < n_spans; sp++) {
+        const float *qq = spans[sp].sink ? q_sink : q;
         for (int32_t j = 0; j < spans[sp].n; j++, t++) {
-            float sc = K->dot_f32(hd, q, kc + (size_t)(spans[sp].start + j) * kv_dim) * scale;
+            float sc = K->dot_f32(hd, qq, kc + (size_t)(spans[sp].start + j) * kv_dim) * scale;
             scores[t] = sc;
             if (sc > mx) mx = sc;
         }
+    }
     float sum = 0;
     for (int32_t i = 0; i < t; i++) {
         scores[i] = expf(scores[i] - mx);
@@ -77,34 +212,115 @@ static void attend_head(const ei_kernel_table *K, const float *q, const float *k
             K->axpy_f32(hd, scores[t] * inv, vc + (size_t)(spans[sp].start + j) * kv_dim, out);
 }
 
+/* Memory read + gate for head h of token i: out = g·A_mem + (1-g)·out. */
+static void blend_memory(ei_session *s, int l, int32_t h, const float *xn, const float *q0_tok, float *scratch,
+                         float *out) {
+    const ei_hparams *hp = &s->model->hp;
+    const ei_adapter *ad = s->adapter;
+    const ei_adapter_layer *AL = &ad->layers[l];
+    const ei_kernel_table *K = ei_kernels();
+    const int32_t hd = hp->head_dim, g_kv = h / (hp->n_head / hp->n_head_kv), rank = ad->rank;
+    float *sq = scratch, *am = scratch + hd, *u = am + hd;
+    memcpy(sq, q0_tok + (size_t)h * hd, sizeof(float) * hd);
+    if (rank) {
+        lowrank_down(K, AL->mq_a, rank, hp->dim, xn, u);
+        lowrank_up_add(AL->mq_b, rank, u, h * hd, hd, sq);
+    }
+    const float *M = s->mem.M + ((size_t)l * hp->n_head_kv + g_kv) * hd * hd;
+    const float *z = s->mem.z + ((size_t)l * hp->n_head_kv + g_kv) * hd;
+    float den = ad->eps;
+    for (int32_t a = 0; a < hd; a++) {
+        sq[a] = sigma(sq[a]);
+        den += sq[a] * z[a];
+    }
+    memset(am, 0, sizeof(float) * hd);
+    for (int32_t a = 0; a < hd; a++) K->axpy_f32(hd, sq[a], M + (size_t)a * hd, am);
+    const float gate = 1.0f / (1.0f + expf(-(K->dot_f32(hp->dim, AL->gate_w + (size_t)h * hp->dim, xn) + AL->gate_b[h])));
+    for (int32_t c = 0; c < hd; c++) out[c] = gate * (am[c] / den) + (1.0f - gate) * out[c];
+}
+
 static void attn_task(void *ctx, int ith, int nth) {
     attn_job *job = ctx;
     ei_session *s = job->s;
     const ei_hparams *hp = &s->model->hp;
     const ei_kernel_table *K = ei_kernels();
-    const int32_t hd = hp->head_dim, kv_dim = s->kv.kv_dim, group = hp->n_head / hp->n_head_kv;
+    const int32_t hd = hp->head_dim, rd = hp->rope_dim, kv_dim = s->kv.kv_dim, group = hp->n_head / hp->n_head_kv;
     const size_t layer_off = (size_t)job->l * s->kv.cap * kv_dim;
-    float *scores = s->scores + (size_t)ith * s->kv.cap;
+    float *scratch = s->task_scratch + (size_t)ith * s->task_scratch_floats;
+    float *scores = scratch, *q_sink = scores + s->kv.cap, *mscratch = q_sink + hd;
+    const int use_memory = s->policy == EI_POLICY_EDGEINFINITE && s->mem.segments[job->l] > 0;
     const int64_t total = (int64_t)job->n * hp->n_head;
     for (int64_t w = ith; w < total; w += nth) {
-        const int32_t i = (int32_t)(w / hp->n_head), h = (int32_t)(w % hp->n_head), kvh = h / group;
+        const int32_t i = job->i0 + (int32_t)(w / hp->n_head), h = (int32_t)(w % hp->n_head), kvh = h / group;
+        const int64_t p = job->pos0 + i;
         ei_kv_span spans[MAX_SPANS];
-        int ns = spans_for(s, job->pos0 + i, spans);
-        attend_head(K, job->q + ((size_t)i * hp->n_head + h) * hd, s->kv.k + layer_off + (size_t)kvh * hd,
-                    s->kv.v + layer_off + (size_t)kvh * hd, kv_dim, hd, spans, ns, scores,
-                    job->out + ((size_t)i * hp->n_head + h) * hd);
+        const int ns = spans_for(s, p, spans);
+        const float *q = job->q + ((size_t)i * hp->n_head + h) * hd;
+        if (ns > 1 && spans[0].sink) { /* query rotated at its cache slot for the sink keys */
+            const float *q0 = job->q0 + ((size_t)i * hp->n_head + h) * hd, *cs = s->rope_cs_sink + (size_t)i * rd;
+            memcpy(q_sink, q0, sizeof(float) * hd);
+            for (int32_t a = 0; a < rd; a += 2) {
+                const float x0 = q0[a], x1 = q0[a + 1];
+                q_sink[a] = x0 * cs[a] - x1 * cs[a + 1];
+                q_sink[a + 1] = x0 * cs[a + 1] + x1 * cs[a];
+            }
+        }
+        float *out = job->out + ((size_t)i * hp->n_head + h) * hd;
+        attend_head(K, q, q_sink, s->kv.k + layer_off + (size_t)kvh * hd, s->kv.v + layer_off + (size_t)kvh * hd,
+                    kv_dim, hd, spans, ns, scores, out);
+        if (use_memory)
+            blend_memory(s, job->l, h, job->xn + (size_t)i * hp->dim, job->q0 + (size_t)i * hp->n_head * hd, mscratch,
+                         out);
     }
 }
 
-void ei_attn_layer(ei_session *s, int l, const float *q, const float *k, const float *v, int32_t n, int64_t pos0,
-                   float *out) {
-    const int32_t kv_dim = s->kv.kv_dim;
+int32_t ei_attn_task_scratch_floats(const ei_model *m, int32_t cap, int32_t rank) {
+    const int32_t hd = m->hp.head_dim;
+    int32_t attn = cap + hd + 2 * hd + rank;
+    return attn;
+}
+
+/* ------------------------------------------------------------------ one layer */
+
+void ei_attn_layer(ei_session *s, int l, const float *xn, const float *q, const float *k, const float *q0,
+                   const float *k0, const float *v, int32_t n, int64_t pos0, float *out) {
+    const int32_t kv_dim = s->kv.kv_dim, dim = s->model->hp.dim;
     const size_t layer_off = (size_t)l * s->kv.cap * kv_dim;
-    for (int32_t i = 0; i < n; i++) {
-        int32_t slot = slot_of(s, pos0 + i);
-        memcpy(s->kv.k + layer_off + (size_t)slot * kv_dim, k + (size_t)i * kv_dim, sizeof(float) * kv_dim);
-        memcpy(s->kv.v + layer_off + (size_t)slot * kv_dim, v + (size_t)i * kv_dim, sizeof(float) * kv_dim);
+    const int32_t rank = s->adapter && s->policy == EI_POLICY_EDGEINFINITE ? s->adapter->rank : 0;
+    const ei_adapter_layer *AL = rank ? &s->adapter->layers[l] : NULL;
+    (void)k0;
+    /* Process in runs that stay inside one segment: a new segment may first evict the slots it will reuse, and the
+     * queries of the previous segment must still see them. */
+    for (int32_t i0 = 0; i0 < n;) {
+        int32_t i1 = n;
+        if (is_window_policy(s)) {
+            const int64_t p = pos0 + i0;
+            if (p >= s->n_sink) {
+                const int64_t o = (p - s->n_sink) % s->seg;
+                if (o == 0 && seg_of(s, p) - s->n_seg_window - 1 >= 0) {
+                    const int64_t e = seg_of(s, p) - s->n_seg_window - 1;
+                    if (s->policy == EI_POLICY_EDGEINFINITE) compress_segment(s, l, e);
+                }
+                const int64_t left = s->seg - o;
+                if (i0 + left < i1) i1 = i0 + (int32_t)left;
+            } else if (pos0 + n > s->n_sink) {
+                i1 = (int32_t)(s->n_sink - pos0); /* sink tokens form their own run */
+            }
+        }
+        for (int32_t i = i0; i < i1; i++) {
+            const int32_t slot = slot_of(s, pos0 + i);
+            memcpy(s->kv.k + layer_off + (size_t)slot * kv_dim, k + (size_t)i * kv_dim, sizeof(float) * kv_dim);
+            memcpy(s->kv.v + layer_off + (size_t)slot * kv_dim, v + (size_t)i * kv_dim, sizeof(float) * kv_dim);
+            if (rank) {
+                const ei_kernel_table *K = ei_kernels();
+                lowrank_down(K, AL->mk_a, rank, dim, xn + (size_t)i * dim,
+                             s->mem.code_k + ((size_t)l * s->kv.cap + slot) * rank);
+                lowrank_down(K, AL->mv_a, rank, dim, xn + (size_t)i * dim,
+                             s->mem.code_v + ((size_t)l * s->kv.cap + slot) * rank);
+            }
+        }
+        attn_job job = {s, l, xn, q, q0, i0, i1 - i0, pos0, out};
+        ei_threadpool_run(s->model->tp, attn_task, &job);
+        i0 = i1;
     }
-    attn_job job = {s, l, q, n, pos0, out};
-    ei_threadpool_run(s->model->tp, attn_task, &job);
 }

@@ -131,12 +131,25 @@ int ei_detok_push(ei_detok *d, int32_t id, char *buf, int32_t cap, int32_t *n_ou
 /* Emits what is still pending (as U+FFFD when incomplete). */
 int ei_detok_flush(ei_detok *d, char *buf, int32_t cap, int32_t *n_out);
 
+/* ------------------------------------------------------------------ adapter */
+
+/* An EdgeInfinite memory-gating adapter (separate small GGUF, docs/edgeinfinite.md). The base model is untouched. */
+typedef struct ei_adapter ei_adapter;
+
+/* Load an adapter for `model` (checked against its dimensions: EI_ERR_MISMATCH otherwise). The model must outlive it.
+ * load_from_buffer copies what it needs: the buffer may be freed afterwards. */
+int ei_adapter_load_from_file(const ei_model *model, const char *path, ei_adapter **out);
+int ei_adapter_load_from_buffer(const ei_model *model, const void *data, size_t size, ei_adapter **out);
+void ei_adapter_free(ei_adapter *adapter);
+/* Trainable parameters in the adapter. */
+int64_t ei_adapter_n_params(const ei_adapter *adapter);
+
 /* ------------------------------------------------------------------ session */
 
 typedef struct ei_session ei_session;
 
 enum ei_policy {
-    EI_POLICY_AUTO = 0,          /* edgeinfinite with routing when an adapter is loaded, else full */
+    EI_POLICY_AUTO = 0,          /* edgeinfinite (exact base model until memory is used) with an adapter, else full */
     EI_POLICY_FULL = 1,          /* whole KV cache */
     EI_POLICY_STREAMING = 2,     /* sink + window, older tokens dropped */
     EI_POLICY_EDGEINFINITE = 3,  /* sink + window + compressed memory */
@@ -150,11 +163,13 @@ const char *ei_policy_name(int32_t policy);
 typedef struct ei_session_params {
     int32_t policy;       /* enum ei_policy */
     int32_t n_ctx;        /* full policy: max tokens (<= 0: the model's training context) */
-    int32_t n_sink;       /* streaming/edgeinfinite: sink tokens */
-    int32_t window;       /* streaming/edgeinfinite: recent-token window */
-    int32_t seg;          /* edgeinfinite: segment size */
-    int32_t n_threads;    /* <= 0: the model's setting */
-    int64_t memory_budget;/* bytes for KV + memory; 0 = use the sizes above */
+    int32_t n_sink;       /* streaming/edgeinfinite: sink tokens (<= 0: the adapter's, else 16) */
+    int32_t window;       /* streaming/edgeinfinite: recent-token window, a multiple of seg (<= 0: adapter's, else 512) */
+    int32_t seg;          /* streaming/edgeinfinite: segment size (<= 0: the adapter's, else 128) */
+    int32_t n_threads;    /* unused: the model's thread pool is used */
+    int64_t memory_budget;/* > 0: bytes for KV cache + compressed memory; window and seg are chosen to fit (auto,
+                           * streaming, edgeinfinite); EI_ERR_INVALID_ARG if even the smallest layout does not fit */
+    const ei_adapter *adapter; /* EdgeInfinite gate (required by edgeinfinite; auto uses it when given). Borrowed. */
 } ei_session_params;
 
 ei_session_params ei_session_default_params(void);
@@ -187,6 +202,7 @@ typedef struct ei_session_stats {
     double prefill_ms;
     int64_t decode_tokens;
     double decode_ms;
+    int32_t n_sink, window, seg; /* the layout in use (0 for full) */
 } ei_session_stats;
 
 void ei_session_get_stats(const ei_session *s, ei_session_stats *out);

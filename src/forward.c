@@ -66,6 +66,10 @@ int ei_forward_chunk(ei_session *s, const int32_t *ids, int32_t n, float *all_lo
         ei_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)ids[i] * emb_row,
                           s->x + (size_t)i * dim, dim);
     rope_table(s->rope_cs, pos0, n, hp->rope_dim, hp->rope_base);
+    /* Cache-slot rotation for sink keys (window policies); equals the above until something is evicted. */
+    for (int32_t i = 0; i < n && s->n_seg_window > 0; i++)
+        rope_table(s->rope_cs_sink + (size_t)i * hp->rope_dim, ei_attn_sink_pos(s, pos0 + i), 1, hp->rope_dim,
+                   hp->rope_base);
 
     for (int l = 0; l < hp->n_layer; l++) {
         const ei_layer *L = &m->layers[l];
@@ -73,9 +77,11 @@ int ei_forward_chunk(ei_session *s, const int32_t *ids, int32_t n, float *all_lo
         matmul(s, &L->wq, s->xn, n, s->q);
         matmul(s, &L->wk, s->xn, n, s->k);
         matmul(s, &L->wv, s->xn, n, s->v);
+        memcpy(s->q0, s->q, sizeof(float) * (size_t)n * q_dim);
+        memcpy(s->k0, s->k, sizeof(float) * (size_t)n * kv_dim);
         rope_apply(s->q, s->rope_cs, n, hp->n_head, hd, hp->rope_dim);
         rope_apply(s->k, s->rope_cs, n, hp->n_head_kv, hd, hp->rope_dim);
-        ei_attn_layer(s, l, s->q, s->k, s->v, n, pos0, s->att);
+        ei_attn_layer(s, l, s->xn, s->q, s->k, s->q0, s->k0, s->v, n, pos0, s->att);
         matmul(s, &L->wo, s->att, n, s->xn);
         for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xn[i];
 
@@ -89,8 +95,6 @@ int ei_forward_chunk(ei_session *s, const int32_t *ids, int32_t n, float *all_lo
         matmul(s, &L->w_down, s->ffn_a, n, s->xn);
         for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xn[i];
     }
-    (void)kv_dim;
-    (void)q_dim;
 
     /* Logits: every row when asked, else only the last (the output matrix is the biggest one). */
     if (all_logits) {

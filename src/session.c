@@ -27,8 +27,8 @@ const char *ei_policy_name(int32_t p) {
 }
 
 ei_session_params ei_session_default_params(void) {
-    ei_session_params p = {.policy = EI_POLICY_AUTO, .n_ctx = 0, .n_sink = 16, .window = 512, .seg = 128,
-                           .n_threads = 0, .memory_budget = 0};
+    ei_session_params p = {.policy = EI_POLICY_AUTO, .n_ctx = 0, .n_sink = 0, .window = 0, .seg = 0,
+                           .n_threads = 0, .memory_budget = 0, .adapter = NULL};
     return p;
 }
 
@@ -42,22 +42,97 @@ static double now_ms(void) {
 
 static size_t max3(size_t a, size_t b, size_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
+/* Bytes of KV cache + compressed memory for a layout (what stats report and the budget counts). */
+static int64_t layout_bytes(const ei_model *m, int32_t policy, int32_t cap, int32_t rank) {
+    const ei_hparams *hp = &m->hp;
+    const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
+    int64_t b = 2 * (int64_t)sizeof(float) * hp->n_layer * cap * kv_dim;
+    if (policy == EI_POLICY_EDGEINFINITE)
+        b += (int64_t)sizeof(float) * hp->n_layer *
+             ((int64_t)hp->n_head_kv * (hp->head_dim * hp->head_dim + hp->head_dim) + 2 * (int64_t)cap * rank);
+    return b;
+}
+
+/* Resolves the policy and, for window policies, n_sink / window / seg: explicit params win, then the adapter's, then
+ * 16 / 512 / 128 shrunk to fit the training context; a memory budget picks the largest window that fits. */
+static int resolve_layout(const ei_model *m, ei_session_params *p) {
+    const ei_hparams *hp = &m->hp;
+    if (p->policy == EI_POLICY_AUTO) p->policy = p->adapter ? EI_POLICY_EDGEINFINITE : EI_POLICY_FULL;
+    if (p->policy == EI_POLICY_POD || p->policy == EI_POLICY_EDGEINFINITE_POD)
+        return ei_set_error(EI_ERR_UNSUPPORTED, "policy '%s' is not implemented in this build (available: auto, full, "
+                                                "streaming, edgeinfinite)", ei_policy_name(p->policy));
+    if (p->policy < EI_POLICY_AUTO || p->policy > EI_POLICY_EDGEINFINITE_POD)
+        return ei_set_error(EI_ERR_INVALID_ARG, "unknown policy %d", p->policy);
+    if (p->policy == EI_POLICY_EDGEINFINITE && !p->adapter)
+        return ei_set_error(EI_ERR_INVALID_ARG, "policy 'edgeinfinite' needs an adapter (--adapter FILE / "
+                                                "Engine.load({adapter}))");
+    if (p->n_ctx < 0) return ei_set_error(EI_ERR_INVALID_ARG, "n_ctx %d < 0", p->n_ctx);
+    if (p->memory_budget < 0) return ei_set_error(EI_ERR_INVALID_ARG, "memory budget %lld < 0", (long long)p->memory_budget);
+    const int32_t ctx = hp->n_ctx_train;
+    if (p->policy == EI_POLICY_FULL) {
+        if (p->memory_budget > 0) {
+            const int64_t per_tok = layout_bytes(m, EI_POLICY_FULL, 1, 0);
+            int64_t n = p->memory_budget / per_tok;
+            if (n < 1)
+                return ei_set_error(EI_ERR_INVALID_ARG, "memory budget %lld B is below one token of KV (%lld B)",
+                                    (long long)p->memory_budget, (long long)per_tok);
+            p->n_ctx = (int32_t)(n < ctx ? n : ctx);
+        }
+        return 0;
+    }
+    const ei_adapter *ad = p->adapter && p->policy == EI_POLICY_EDGEINFINITE ? p->adapter : NULL;
+    const int32_t rank = ad ? ad->rank : 0;
+    int32_t seg = p->seg > 0 ? p->seg : ad ? ad->seg : 128;
+    while (p->seg <= 0 && !ad && seg > 8 && seg * 4 > ctx) seg /= 2;
+    int32_t n_sink = p->n_sink > 0 ? p->n_sink : ad ? ad->n_sink : (seg < 16 ? seg : 16);
+    int32_t window = p->window > 0 ? p->window : ad ? ad->window : 512;
+    if (p->window <= 0 && !ad && n_sink + window + seg > ctx) window = (ctx - n_sink - seg) / seg * seg;
+    if (p->memory_budget > 0) {
+        /* the largest window (a multiple of seg, >= seg) whose layout fits the budget and the training context */
+        int32_t best = 0;
+        for (int32_t w = seg; n_sink + w + seg <= ctx; w += seg)
+            if (layout_bytes(m, p->policy, n_sink + w + seg, rank) <= p->memory_budget) best = w;
+        if (!best)
+            return ei_set_error(EI_ERR_INVALID_ARG,
+                                "memory budget %lld B is too small: the smallest %s layout (sink %d + window %d + "
+                                "segment %d) needs %lld B",
+                                (long long)p->memory_budget, ei_policy_name(p->policy), n_sink, seg, seg,
+                                (long long)layout_bytes(m, p->policy, n_sink + 2 * seg, rank));
+        window = best;
+    }
+    if (seg < 1 || window < seg || window % seg)
+        return ei_set_error(EI_ERR_INVALID_ARG, "window %d must be a positive multiple of the segment size %d", window, seg);
+    if (n_sink < 0 || n_sink + window + seg > ctx)
+        return ei_set_error(EI_ERR_INVALID_ARG,
+                            "sink %d + window %d + segment %d = %d exceeds the model's training context %d (positions "
+                            "beyond it were never trained)",
+                            n_sink, window, seg, n_sink + window + seg, ctx);
+    p->n_sink = n_sink;
+    p->window = window;
+    p->seg = seg;
+    return 0;
+}
+
 int ei_session_create(ei_model *m, const ei_session_params *params, ei_session **out) {
     if (!m || !out) return ei_set_error(EI_ERR_INVALID_ARG, "ei_session_create: NULL argument");
     *out = NULL;
     ei_session_params p = params ? *params : ei_session_default_params();
-    int32_t policy = p.policy;
-    if (policy == EI_POLICY_AUTO) policy = EI_POLICY_FULL; /* no adapter support yet: auto == exact base model */
-    if (policy != EI_POLICY_FULL)
-        return ei_set_error(EI_ERR_UNSUPPORTED, "policy '%s' is not implemented in this build (available: auto, full)",
-                            ei_policy_name(policy));
-    if (p.n_ctx < 0) return ei_set_error(EI_ERR_INVALID_ARG, "n_ctx %d < 0", p.n_ctx);
+    int rc = resolve_layout(m, &p);
+    if (rc) return rc;
+    const int32_t policy = p.policy;
     const ei_hparams *hp = &m->hp;
     ei_session *s = calloc(1, sizeof *s);
     if (!s) return ei_set_error(EI_ERR_NOMEM, "out of memory");
     s->model = m;
     s->params = p;
     s->policy = policy;
+    s->adapter = policy == EI_POLICY_EDGEINFINITE ? p.adapter : NULL;
+    if (policy == EI_POLICY_STREAMING || policy == EI_POLICY_EDGEINFINITE) {
+        s->n_sink = p.n_sink;
+        s->window = p.window;
+        s->seg = p.seg;
+        s->n_seg_window = p.window / p.seg;
+    }
     s->n_threads = ei_threadpool_size(m->tp);
     s->kv.cap = ei_attn_cache_slots(m, &p);
     s->kv.kv_dim = hp->n_head_kv * hp->head_dim;
@@ -85,10 +160,29 @@ int ei_session_create(ei_model *m, const ei_session_params *params, ei_session *
     s->ffn_a = malloc(sizeof(float) * C * hp->ffn_dim);
     s->ffn_b = malloc(sizeof(float) * C * hp->ffn_dim);
     s->mm_scratch = malloc(mm);
-    s->scores = malloc(sizeof(float) * (size_t)s->n_threads * s->kv.cap);
     s->rope_cs = malloc(sizeof(float) * C * hp->rope_dim);
+    s->rope_cs_sink = malloc(sizeof(float) * C * hp->rope_dim);
+    s->q0 = malloc(sizeof(float) * C * q_dim);
+    s->k0 = malloc(sizeof(float) * C * s->kv.kv_dim);
+    const int32_t rank = s->adapter ? s->adapter->rank : 0;
+    s->task_scratch_floats = ei_attn_task_scratch_floats(m, s->kv.cap, rank);
+    s->task_scratch = malloc(sizeof(float) * (size_t)s->n_threads * s->task_scratch_floats);
+    int mem_ok = 1;
+    if (s->adapter) {
+        const size_t hd = (size_t)hp->head_dim, nl = (size_t)hp->n_layer, nkv = (size_t)hp->n_head_kv;
+        s->mem.M = calloc(nl * nkv * hd * hd, sizeof(float));
+        s->mem.z = calloc(nl * nkv * hd, sizeof(float));
+        s->mem.segments = calloc(nl, sizeof(int64_t));
+        s->mem.scratch = malloc(sizeof(float) * (2 * (size_t)s->seg * hd + 2 * (size_t)s->kv.kv_dim));
+        if (rank) {
+            s->mem.code_k = calloc(nl * (size_t)s->kv.cap * rank, sizeof(float));
+            s->mem.code_v = calloc(nl * (size_t)s->kv.cap * rank, sizeof(float));
+        }
+        mem_ok = s->mem.M && s->mem.z && s->mem.segments && s->mem.scratch && (!rank || (s->mem.code_k && s->mem.code_v));
+    }
     if (!s->kv.k || !s->kv.v || !s->logits || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->ffn_a ||
-        !s->ffn_b || !s->mm_scratch || !s->scores || !s->rope_cs) {
+        !s->ffn_b || !s->mm_scratch || !s->rope_cs || !s->rope_cs_sink || !s->q0 || !s->k0 || !s->task_scratch ||
+        !mem_ok) {
         size_t kvb = 2 * sizeof(float) * kv_floats;
         ei_session_free(s);
         return ei_set_error(EI_ERR_NOMEM, "out of memory creating a session (KV cache of %d tokens = %zu MB)",
@@ -113,13 +207,29 @@ void ei_session_free(ei_session *s) {
     free(s->ffn_a);
     free(s->ffn_b);
     free(s->mm_scratch);
-    free(s->scores);
     free(s->rope_cs);
+    free(s->rope_cs_sink);
+    free(s->q0);
+    free(s->k0);
+    free(s->task_scratch);
+    free(s->mem.M);
+    free(s->mem.z);
+    free(s->mem.segments);
+    free(s->mem.scratch);
+    free(s->mem.code_k);
+    free(s->mem.code_v);
     free(s);
 }
 
 void ei_session_reset(ei_session *s) {
     s->n_past = 0;
+    if (s->adapter) {
+        const ei_hparams *hp = &s->model->hp;
+        const size_t hd = (size_t)hp->head_dim, nl = (size_t)hp->n_layer, nkv = (size_t)hp->n_head_kv;
+        memset(s->mem.M, 0, sizeof(float) * nl * nkv * hd * hd);
+        memset(s->mem.z, 0, sizeof(float) * nl * nkv * hd);
+        memset(s->mem.segments, 0, sizeof(int64_t) * nl);
+    }
     s->has_logits = 0;
     int32_t policy = s->stats.policy;
     memset(&s->stats, 0, sizeof s->stats);
@@ -166,8 +276,13 @@ const float *ei_session_get_logits(const ei_session *s) { return s && s->has_log
 
 void ei_session_get_stats(const ei_session *s, ei_session_stats *out) {
     *out = s->stats;
+    const ei_hparams *hp = &s->model->hp;
     out->kv_tokens = ei_attn_kv_tokens(s);
-    out->kv_bytes = (int64_t)2 * sizeof(float) * s->model->hp.n_layer * s->kv.cap * s->kv.kv_dim;
-    out->memory_bytes = 0;
-    out->compressions = 0;
+    out->kv_bytes = layout_bytes(s->model, EI_POLICY_FULL, s->kv.cap, 0);
+    out->memory_bytes = layout_bytes(s->model, s->policy, s->kv.cap, s->adapter ? s->adapter->rank : 0) - out->kv_bytes;
+    out->compressions = s->mem.segments ? s->mem.segments[0] : 0;
+    out->n_sink = s->n_sink;
+    out->window = s->window;
+    out->seg = s->seg;
+    (void)hp;
 }

@@ -3,6 +3,7 @@
 #define EI_SESSION_H
 
 #include "edgeinf.h"
+#include "adapter.h"
 #include "model.h"
 
 #define EI_CHUNK 64 /* tokens per forward batch during prefill: bounds scratch memory */
@@ -16,23 +17,41 @@ typedef struct ei_kv_cache {
     float *v;        /* (n_layer, cap, kv_dim) */
 } ei_kv_cache;
 
-/* A contiguous run of cache slots visible to a query. */
+/* A contiguous run of cache slots visible to a query. `sink` = its keys are scored with the query rotated at its cache
+ * slot instead of its absolute position (StreamingLLM re-indexing, docs/edgeinfinite.md). */
 typedef struct ei_kv_span {
     int32_t start, n;
+    int32_t sink;
 } ei_kv_span;
+
+/* Compressed memory of the edgeinfinite policy: per (layer, KV head) M (hd x hd) and z (hd), fp32. */
+typedef struct ei_memory {
+    float *M;            /* (n_layer, n_head_kv, hd, hd) */
+    float *z;            /* (n_layer, n_head_kv, hd) */
+    int64_t *segments;   /* (n_layer) segments folded in so far */
+    float *code_k;       /* (n_layer, cap, rank) x̂·A_k of cached tokens (rank > 0), for k_mem at eviction */
+    float *code_v;       /* (n_layer, cap, rank) */
+    float *scratch;      /* (2*seg*hd + 2*kv_dim) for compression */
+} ei_memory;
 
 struct ei_session {
     ei_model *model;
     ei_session_params params;
     int32_t policy;       /* resolved (never AUTO) */
+    int32_t n_sink, window, seg, n_seg_window; /* window policies: layout; n_seg_window = window / seg */
+    const ei_adapter *adapter;
     ei_kv_cache kv;
+    ei_memory mem;
     int64_t n_past;       /* tokens processed */
     float *logits;        /* (n_vocab) */
     int has_logits;
     /* scratch for one chunk of EI_CHUNK tokens */
     float *x, *xn, *q, *k, *v, *att, *ffn_a, *ffn_b;
+    float *q0, *k0;       /* pre-RoPE q, k of the chunk (memory is position-free) */
+    float *rope_cs_sink;  /* (EI_CHUNK, rope_dim) cos, sin at each token's cache slot (for sink keys) */
+    float *task_scratch;  /* (n_threads, task_scratch_floats) per-thread scratch of the attention tasks */
+    int32_t task_scratch_floats;
     void *mm_scratch;
-    float *scores;        /* (n_threads, cap) attention scores */
     float *rope_cs;       /* (EI_CHUNK, rope_dim) interleaved cos, sin */
     int32_t n_threads;
     ei_session_stats stats;
@@ -43,10 +62,15 @@ struct ei_session {
 int ei_attn_reserve(ei_session *s, int32_t n);
 /* Cache slots the policy needs for a session (from its params). */
 int32_t ei_attn_cache_slots(const ei_model *m, const ei_session_params *p);
-/* Runs attention for layer `l` on n new tokens at positions pos0.. : stores their k, v (already RoPE'd) in the cache
- * and writes out (n, n_head*head_dim). */
-void ei_attn_layer(ei_session *s, int l, const float *q, const float *k, const float *v, int32_t n, int64_t pos0,
-                   float *out);
+/* Runs attention for layer `l` on n new tokens at positions pos0..: q, k are RoPE'd at absolute positions, q0, k0 the
+ * same before RoPE, v the values, xn the layer's normed input (n, dim). Evicts/compresses what the policy says,
+ * stores the new k, v and writes out (n, n_head*head_dim). */
+void ei_attn_layer(ei_session *s, int l, const float *xn, const float *q, const float *k, const float *q0,
+                   const float *k0, const float *v, int32_t n, int64_t pos0, float *out);
+/* Position at which a query at absolute position pos is rotated for sink keys (its cache slot). */
+int64_t ei_attn_sink_pos(const ei_session *s, int64_t pos);
+/* Per-thread scratch floats the attention tasks need. */
+int32_t ei_attn_task_scratch_floats(const ei_model *m, int32_t cap, int32_t rank);
 /* Tokens currently held in the cache. */
 int64_t ei_attn_kv_tokens(const ei_session *s);
 

@@ -13,7 +13,8 @@
 
 typedef struct opts {
     const char *model, *spm, *prompt, *file, *adapter, *policy;
-    int n_predict, top_k, seed_set, threads, stats, no_bos, ctx, n_prompt, n_gen;
+    int n_predict, top_k, seed_set, threads, stats, no_bos, ctx, n_prompt, n_gen, n_sink, window, seg;
+    long long memory_budget;
     float temp, top_p, min_p, repeat_penalty;
     unsigned long long seed;
     char **rest;
@@ -26,6 +27,8 @@ static int usage(void) {
             "  info -m MODEL\n"
             "  generate -m MODEL (-p TEXT | -f FILE) [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
             "           [--repeat-penalty R] [--seed S] [--threads N] [--policy P] [--adapter FILE] [--stats]\n"
+            "           [--ctx N] [--memory-budget BYTES] [--n-sink N] [--window N] [--seg N]\n"
+            "           policies: auto (default: edgeinfinite with --adapter, else full), full, streaming, edgeinfinite\n"
             "  tokenize (-m MODEL | --spm FILE) [--no-bos] (-p TEXT | -f FILE)\n"
             "  detokenize (-m MODEL | --spm FILE) ID...\n"
             "  perplexity -m MODEL -f FILE [--ctx N] [--policy P] [--adapter FILE] [--threads N]\n"
@@ -87,6 +90,10 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) { NUM(1, 1024) o->threads = (int)d; }
         else if (!strcmp(a, "--ctx")) { NUM(2, 1 << 24) o->ctx = (int)d; }
         else if (!strcmp(a, "--policy")) { NEEDV() o->policy = v; }
+        else if (!strcmp(a, "--n-sink")) { NUM(1, 1 << 20) o->n_sink = (int)d; }
+        else if (!strcmp(a, "--window")) { NUM(1, 1 << 24) o->window = (int)d; }
+        else if (!strcmp(a, "--seg")) { NUM(1, 1 << 20) o->seg = (int)d; }
+        else if (!strcmp(a, "--memory-budget")) { NUM(1, 1e15) o->memory_budget = (long long)d; }
         else if (!strcmp(a, "--adapter")) { NEEDV() o->adapter = v; }
         else if (!strcmp(a, "--stats")) o->stats = 1;
         else if (!strcmp(a, "--no-bos")) o->no_bos = 1;
@@ -138,20 +145,20 @@ static int load_model(const opts *o, ei_model **m) {
     return rc ? fail("cannot load model", rc) : 0;
 }
 
-static int check_adapter(const opts *o) {
-    if (o->adapter) {
-        fprintf(stderr, "edgeinf: --adapter: EI_ERR_UNSUPPORTED: adapters (EdgeInfinite gate, PoD blocks) are not "
-                        "implemented in this build yet\n");
-        return 1;
-    }
-    return 0;
-}
+static ei_adapter *g_adapter; /* loaded by session_for, freed in main */
 
 static int session_for(const opts *o, ei_model *m, ei_session **s) {
     ei_session_params sp = ei_session_default_params();
     int rc;
     if (o->policy && (rc = ei_policy_from_name(o->policy, &sp.policy))) return fail("--policy", rc);
+    if (o->adapter && !g_adapter && (rc = ei_adapter_load_from_file(m, o->adapter, &g_adapter)))
+        return fail("cannot load adapter", rc);
+    sp.adapter = g_adapter;
     sp.n_ctx = o->ctx;
+    sp.n_sink = o->n_sink;
+    sp.window = o->window;
+    sp.seg = o->seg;
+    sp.memory_budget = o->memory_budget;
     if ((rc = ei_session_create(m, &sp, s))) return fail("cannot create session", rc);
     return 0;
 }
@@ -207,7 +214,6 @@ static int cmd_info(const opts *o) {
 }
 
 static int cmd_generate(const opts *o) {
-    if (check_adapter(o)) return 1;
     ei_model *m;
     int rc = load_model(o, &m);
     if (rc) return rc;
@@ -264,10 +270,11 @@ static int cmd_generate(const opts *o) {
         ei_session_get_stats(s, &st);
         fprintf(stderr,
                 "{\"policy\":\"%s\",\"prefill_tokens\":%lld,\"prefill_ms\":%.3f,\"decode_tokens\":%lld,\"decode_ms\":%.3f,"
-                "\"kv_tokens\":%lld,\"kv_bytes\":%lld,\"memory_bytes\":%lld,\"compressions\":%lld}\n",
+                "\"tokens\":%lld,\"kv_tokens\":%lld,\"kv_bytes\":%lld,\"memory_bytes\":%lld,\"compressions\":%lld,"
+                "\"n_sink\":%d,\"window\":%d,\"seg\":%d}\n",
                 ei_policy_name(st.policy), (long long)st.prefill_tokens, st.prefill_ms, (long long)st.decode_tokens,
-                st.decode_ms, (long long)st.kv_tokens, (long long)st.kv_bytes, (long long)st.memory_bytes,
-                (long long)st.compressions);
+                st.decode_ms, (long long)st.tokens, (long long)st.kv_tokens, (long long)st.kv_bytes,
+                (long long)st.memory_bytes, (long long)st.compressions, st.n_sink, st.window, st.seg);
     }
     ret = 0;
 out:
@@ -350,11 +357,10 @@ out:
     return ret;
 }
 
-/* Perplexity: BOS + the file's tokens, cut into windows of --ctx tokens (default: the training context); each window is
- * evaluated from a fresh session (its first token is BOS for the first window, the window's first token otherwise) and
- * every token after the first is scored. ppl = exp(mean NLL). */
+/* Perplexity: BOS + the file's tokens. `full`: cut into windows of --ctx tokens (default: the training context), each
+ * from a fresh session. Window policies (streaming, edgeinfinite): the whole file through one session, whatever its
+ * length (that is the long-document measure). Every token after a window's first is scored; ppl = exp(mean NLL). */
 static int cmd_perplexity(const opts *o) {
-    if (check_adapter(o)) return 1;
     if (!o->file) {
         fprintf(stderr, "edgeinf perplexity: -f FILE is required\n");
         return 2;
@@ -373,32 +379,43 @@ static int cmd_perplexity(const opts *o) {
         goto out;
     }
     if (session_for(o, m, &s)) goto out;
-    const int32_t ctx = o->ctx > 0 ? o->ctx : ei_model_n_ctx_train(m), nv = ei_model_n_vocab(m);
-    logits = malloc(sizeof(float) * (size_t)ctx * nv);
+    ei_session_stats st;
+    ei_session_get_stats(s, &st);
+    const int unbounded = st.policy == EI_POLICY_STREAMING || st.policy == EI_POLICY_EDGEINFINITE;
+    const int32_t nv = ei_model_n_vocab(m);
+    const int32_t win = unbounded ? n : (o->ctx > 0 ? o->ctx : ei_model_n_ctx_train(m));
+    const int32_t step = unbounded ? 256 : win; /* tokens per eval call */
+    logits = malloc(sizeof(float) * (size_t)step * nv);
     if (!logits) {
-        fprintf(stderr, "edgeinf perplexity: out of memory for %d x %d logits\n", ctx, nv);
+        fprintf(stderr, "edgeinf perplexity: out of memory for %d x %d logits\n", step, nv);
         goto out;
     }
-    double nll = 0;
+    double nll = 0, t0 = now_ms();
     int64_t scored = 0;
-    for (int32_t off = 0; off + 1 < n; off += ctx) {
-        int32_t len = n - off < ctx ? n - off : ctx;
+    for (int32_t off = 0; off + 1 < n; off += win) {
+        const int32_t len = n - off < win ? n - off : win;
         if (len < 2) break;
         ei_session_reset(s);
-        if ((rc = ei_session_eval(s, ids + off, len, logits))) {
-            fail("eval", rc);
-            goto out;
+        for (int32_t c = 0; c < len; c += step) {
+            const int32_t cl = len - c < step ? len - c : step;
+            if ((rc = ei_session_eval(s, ids + off + c, cl, logits))) {
+                fail("eval", rc);
+                goto out;
+            }
+            for (int32_t i = 0; i < cl && off + c + i + 1 < off + len; i++) {
+                const float *lg = logits + (size_t)i * nv;
+                float mx = lg[0];
+                for (int32_t j = 1; j < nv; j++) mx = lg[j] > mx ? lg[j] : mx;
+                double se = 0;
+                for (int32_t j = 0; j < nv; j++) se += exp((double)lg[j] - mx);
+                nll += log(se) + mx - lg[ids[off + c + i + 1]];
+                scored++;
+            }
+            if (unbounded && (c / step) % 64 == 63)
+                fprintf(stderr, "[%d/%d] ppl so far %.4f (%.0f tok/s)\n", off + c + cl, n, exp(nll / scored),
+                        (off + c + cl) / ((now_ms() - t0) / 1e3));
         }
-        for (int32_t i = 0; i + 1 < len; i++) {
-            const float *lg = logits + (size_t)i * nv;
-            float mx = lg[0];
-            for (int32_t j = 1; j < nv; j++) mx = lg[j] > mx ? lg[j] : mx;
-            double se = 0;
-            for (int32_t j = 0; j < nv; j++) se += exp((double)lg[j] - mx);
-            nll += log(se) + mx - lg[ids[off + i + 1]];
-            scored++;
-        }
-        fprintf(stderr, "[%lld/%d] ppl so far %.4f\n", (long long)(off + len), n, exp(nll / scored));
+        if (!unbounded) fprintf(stderr, "[%d/%d] ppl so far %.4f\n", off + len, n, exp(nll / scored));
     }
     printf("ppl=%.6f tokens=%lld\n", exp(nll / scored), (long long)scored);
     ret = 0;
@@ -482,5 +499,6 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "perplexity")) rc = cmd_perplexity(&o);
     else rc = cmd_bench(&o);
     free(o.rest);
+    ei_adapter_free(g_adapter);
     return rc;
 }

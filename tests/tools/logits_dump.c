@@ -3,7 +3,7 @@
  *                                                  first SPLIT ids go in one prefill (ei_session_eval), the rest in
  *                                                  one decode call each, so both paths are exercised
  *   logits_dump greedy MODEL N ID...               prints N greedy tokens after the ids, space-separated
- * Options before the command: --policy NAME, --threads N. */
+ * Options before the command: --policy NAME, --threads N, --sink N, --window N, --seg N, --adapter FILE. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +23,15 @@ static int argmax(const float *x, int32_t n) {
 }
 
 int main(int argc, char **argv) {
-    const char *policy = "full";
-    int threads = 1, a = 1;
+    const char *policy = "full", *adapter_path = NULL;
+    int threads = 1, a = 1, n_sink = 0, window = 0, seg = 0;
     while (a + 1 < argc && argv[a][0] == '-' && argv[a][1] == '-') {
         if (!strcmp(argv[a], "--policy")) policy = argv[a + 1];
         else if (!strcmp(argv[a], "--threads")) threads = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--sink")) n_sink = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--window")) window = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--seg")) seg = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--adapter")) adapter_path = argv[a + 1];
         else break;
         a += 2;
     }
@@ -44,6 +48,12 @@ int main(int argc, char **argv) {
     if (rc) return die("load", rc);
     ei_session_params sp = ei_session_default_params();
     if ((rc = ei_policy_from_name(policy, &sp.policy))) return die("policy", rc);
+    sp.n_sink = n_sink;
+    sp.window = window;
+    sp.seg = seg;
+    ei_adapter *ad = NULL;
+    if (adapter_path && (rc = ei_adapter_load_from_file(m, adapter_path, &ad))) return die("adapter", rc);
+    sp.adapter = ad;
     ei_session *s;
     if ((rc = ei_session_create(m, &sp, &s))) return die("session", rc);
     const int n = argc - first_id;
@@ -78,6 +88,7 @@ int main(int argc, char **argv) {
     }
     free(ids);
     ei_session_free(s);
+    ei_adapter_free(ad);
     ei_model_free(m);
     return 0;
 }

@@ -1,0 +1,25 @@
+/* adapter.h — internal: the EdgeInfinite memory-gating adapter (docs/edgeinfinite.md), owned f32 copies. */
+#ifndef EI_ADAPTER_H
+#define EI_ADAPTER_H
+
+#include "edgeinf.h"
+
+typedef struct ei_adapter_layer {
+    float *gate_w;        /* (n_head, dim) */
+    float *gate_b;        /* (n_head) */
+    float *mk_a, *mk_b;   /* (rank, dim), (kv_dim, rank); NULL when rank == 0 */
+    float *mv_a, *mv_b;   /* (rank, dim), (kv_dim, rank) */
+    float *mq_a, *mq_b;   /* (rank, dim), (q_dim, rank) */
+} ei_adapter_layer;
+
+struct ei_adapter {
+    int32_t n_layer, n_head, n_head_kv, head_dim, dim;
+    int32_t rank;
+    int32_t n_sink, window, seg;  /* session defaults */
+    float eps;
+    ei_adapter_layer *layers;     /* n_layer */
+    int64_t n_params;
+    float *storage;               /* one allocation behind every tensor */
+};
+
+#endif
