@@ -28,6 +28,7 @@
 typedef struct eiw_model {
     ei_model *model;
     void *buf;              /* the GGUF bytes the model points into; owned here */
+    ei_adapter *adapter;    /* EdgeInfinite adapter given to new sessions; NULL if none */
 } eiw_model;
 
 typedef struct eiw_session {
@@ -87,9 +88,27 @@ EIW_EXPORT eiw_model *eiw_model_load(void *buf, uint32_t size, int32_t n_threads
 /* Frees the model and its bytes. Sessions on it must be freed first. NULL is ignored. */
 EIW_EXPORT void eiw_model_free(eiw_model *m) {
     if (!m) return;
+    ei_adapter_free(m->adapter);
     ei_model_free(m->model);
     free(m->buf);
     free(m);
+}
+
+/* Loads an adapter GGUF from buf (the caller keeps ownership: the engine copies what it needs) and uses it
+ * for sessions created afterwards, replacing any previous one. Returns 0 or a negative error. */
+EIW_EXPORT int32_t eiw_model_set_adapter(eiw_model *m, const void *buf, uint32_t size) {
+    ei_adapter *a = NULL;
+    int rc = ei_adapter_load_from_buffer(m->model, buf, size, &a);
+    if (rc < 0) return fail(rc);
+    ei_adapter_free(m->adapter);
+    m->adapter = a;
+    g_last_code = 0;
+    return 0;
+}
+
+/* Trainable parameters of the loaded adapter (0 if none). */
+EIW_EXPORT double eiw_adapter_n_params(const eiw_model *m) {
+    return m->adapter ? (double)ei_adapter_n_params(m->adapter) : 0;
 }
 
 /* Integer facts about the model: 0 n_vocab, 1 n_ctx_train, 2 n_layer, 3 bos id, 4 eos id (-1 = none). */
@@ -163,6 +182,7 @@ EIW_EXPORT eiw_session *eiw_session_create(eiw_model *m, const char *policy, int
     if (seg > 0) sp.seg = seg;
     if (n_threads > 0) sp.n_threads = n_threads;
     if (memory_budget > 0) sp.memory_budget = (int64_t)memory_budget;
+    sp.adapter = m->adapter;
     eiw_session *ws = calloc(1, sizeof *ws);
     if (!ws) {
         fail(EI_ERR_NOMEM);
@@ -197,8 +217,8 @@ EIW_EXPORT void eiw_session_reset(eiw_session *ws) {
     ws->pending = -1;
 }
 
-/* Writes the session's stats as 10 doubles: policy, tokens, kv_tokens, kv_bytes, memory_bytes,
- * compressions, prefill_tokens, prefill_ms, decode_tokens, decode_ms. */
+/* Writes the session's stats as 13 doubles: policy, tokens, kv_tokens, kv_bytes, memory_bytes,
+ * compressions, prefill_tokens, prefill_ms, decode_tokens, decode_ms, n_sink, window, seg. */
 EIW_EXPORT void eiw_session_stats(const eiw_session *ws, double *out) {
     ei_session_stats st;
     memset(&st, 0, sizeof st);
@@ -213,6 +233,9 @@ EIW_EXPORT void eiw_session_stats(const eiw_session *ws, double *out) {
     out[7] = st.prefill_ms;
     out[8] = (double)st.decode_tokens;
     out[9] = st.decode_ms;
+    out[10] = st.n_sink;
+    out[11] = st.window;
+    out[12] = st.seg;
 }
 
 /* Name of a policy enum value (borrowed). */

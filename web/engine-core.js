@@ -103,9 +103,8 @@ export class CoreEngine {
       loadRuntime({ build, threads, wasmBase: opts.wasmBase }),
       loadBytes(opts.model, { what: 'model', cache: opts.cache, sha256: opts.sha256, onProgress, signal: opts.signal }),
     ]);
-    if (opts.adapter != null) {
-      throw new EdgeinfError('UNSUPPORTED', 'Engine.load: adapter files are not supported by this engine build yet (load without the adapter option).');
-    }
+    const adapter = opts.adapter == null ? null
+      : await loadBytes(opts.adapter, { what: 'adapter', cache: opts.cache, onProgress, signal: opts.signal });
     const tLoad = now();
     onProgress({ phase: 'load', loaded: 0, total: bytes.size });
     const eng = new CoreEngine(M, { build, threads, isolated });
@@ -114,6 +113,15 @@ export class CoreEngine {
     } catch (e) {
       if (bytes.from === 'cache' && e.code === 'FORMAT') await forgetCached(bytes.url);
       throw e;
+    }
+    if (adapter) {
+      try {
+        eng.#loadAdapter(adapter);
+      } catch (e) {
+        await eng.unload();
+        if (adapter.from === 'cache' && e.code === 'FORMAT') await forgetCached(adapter.url);
+        throw e;
+      }
     }
     onProgress({ phase: 'load', loaded: bytes.size, total: bytes.size });
     eng.#loadInfo = {
@@ -125,12 +133,12 @@ export class CoreEngine {
   }
 
   #M; #model = 0; #sessions = new Map(); #nextSid = 1; #env; #loadInfo; #format; #lock = Promise.resolve();
-  #dead = null; #stats; #unloaded = false;
+  #dead = null; #stats; #unloaded = false; #adapterInfo = null;
 
   constructor(M, env) {
     this.#M = M;
     this.#env = env;
-    this.#stats = M._malloc(10 * 8);
+    this.#stats = M._malloc(13 * 8);
   }
 
   /** Copies the model bytes into wasm memory and hands them to the engine (which then owns them). */
@@ -147,6 +155,23 @@ export class CoreEngine {
     this.#model = h;
     const tmpl = this.#metaStr('tokenizer.chat_template');
     this.#format = chatFormat(tmpl);
+  }
+
+  /** Hands an adapter GGUF to the engine (it copies what it needs; our copy is freed). */
+  #loadAdapter(bytes) {
+    const M = this.#M;
+    const ptr = M._malloc(bytes.size);
+    if (!ptr) throw new EdgeinfError('NOMEM', 'The adapter does not fit in WebAssembly memory.');
+    try {
+      let off = 0;
+      const heap = M.HEAPU8;
+      for (const p of bytes.parts) { heap.set(p, ptr + off); off += p.length; }
+      const rc = M._eiw_model_set_adapter(this.#model, ptr, bytes.size);
+      if (rc < 0) throw this.#cErr(rc, `Loading the adapter${bytes.url ? ` "${bytes.url}"` : ''}`);
+    } finally {
+      M._free(ptr);
+    }
+    this.#adapterInfo = { source: bytes.from, url: bytes.url, sizeBytes: bytes.size, nParams: M._eiw_adapter_n_params(this.#model) };
   }
 
   #cErr(code, context) {
@@ -209,6 +234,7 @@ export class CoreEngine {
         chatFormat: this.#format.name,
         hasChatTemplate: meta('tokenizer.chat_template') != null,
       } : null,
+      adapter: this.#adapterInfo ? { ...this.#adapterInfo } : null,
       load: { ...this.#loadInfo },
     };
   }
@@ -240,11 +266,12 @@ export class CoreEngine {
     return this.#guard(() => {
       const s = this.#session(sid), M = this.#M;
       M._eiw_session_stats(s.ptr, this.#stats);
-      const d = new Float64Array(M.HEAPU8.buffer, this.#stats, 10);
+      const d = new Float64Array(M.HEAPU8.buffer, this.#stats, 13);
       return {
         policy: s.policy, policyInUse: M.UTF8ToString(M._eiw_policy_name(d[0])),
         tokens: d[1], kvTokens: d[2], kvBytes: d[3], memoryBytes: d[4], compressions: d[5],
         prefillTokens: d[6], prefillMs: d[7], decodeTokens: d[8], decodeMs: d[9],
+        nSink: d[10], window: d[11], seg: d[12],
       };
     });
   }

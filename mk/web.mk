@@ -1,0 +1,32 @@
+# mk/web.mk — browser side: demo server, wasm-in-Node tests, headless Chromium tests, npm package.
+#   make demo            build the native CLI + both wasm builds, serve the repo on http://127.0.0.1:$(DEMO_PORT)
+#   make test-wasm-node  the wasm build in Node: plumbing, errors, greedy text == native CLI
+#   make test-browser    headless Chromium (Debian chromium + npm playwright-core): tests/browser/run.mjs
+#   make npm-pack        build/npm/edgeinf-<version>.tgz
+
+NODE ?= node
+NPM ?= npm
+DEMO_PORT ?= 8080
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: demo test-wasm-node test-browser npm-pack node-deps
+
+# npm devDependencies (playwright-core, vite) from package-lock.json; reinstalled when the lock changes.
+node-deps: node_modules/.package-lock.json
+node_modules/.package-lock.json: package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+demo: wasm $(BUILD)/edgeinf
+	@echo "edgeinf demo: http://127.0.0.1:$(DEMO_PORT)/web/demo/  (Ctrl-C stops the server)"
+	$(NODE) scripts/serve.mjs --port $(DEMO_PORT) --page /web/demo/
+
+test-wasm-node: wasm $(BUILD)/edgeinf
+	$(NODE) tests/wasm/run.mjs
+
+test-browser: wasm $(BUILD)/edgeinf node-deps
+	CHROMIUM=$(CHROMIUM) $(NODE) tests/browser/run.mjs
+
+npm-pack: wasm
+	@mkdir -p $(BUILD)/npm
+	$(NPM) pack --pack-destination $(BUILD)/npm --loglevel=error
