@@ -155,7 +155,7 @@ test('stats follow the session', async () => {
 
 // ------------------------------------------------------------------ chat
 
-test('chat runs the model's GGUF template and streams a reply', async () => {
+test("chat runs the model's GGUF template and streams a reply", async () => {
   const e = await engineFor(TINY);
   const msgs = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi there' }, { role: 'assistant', content: 'Hello!' }, { role: 'user', content: 'And now?' }];
   const s = e.createSession();
