@@ -16,6 +16,7 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ horizontal helpers */
@@ -230,9 +231,16 @@ static int cpu_has_f16c(void) {
 }
 
 /* AVX2 table when the CPU has AVX2, FMA and F16C (this file is compiled with all three, so the compiler may
- * use any of them), else the scalar reference. Cheap enough to call per matmul. */
+ * use any of them), else the scalar reference. Decided once and cached: CPUID is slow (a VM exit under a
+ * hypervisor) and callers ask per matmul. Threads racing on the first call store the same pointer. */
 const ei_kernel_table *ei_kernels(void) {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c()) return &kernels_avx2;
-    return &ei_kernels_ref;
+    static _Atomic(const ei_kernel_table *) cached;
+    const ei_kernel_table *k = atomic_load_explicit(&cached, memory_order_acquire);
+    if (!k) {
+        __builtin_cpu_init();
+        k = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c() ? &kernels_avx2
+                                                                                                : &ei_kernels_ref;
+        atomic_store_explicit(&cached, k, memory_order_release);
+    }
+    return k;
 }
