@@ -6,6 +6,7 @@
  * and the softmax uses a local exp built from + - * only (libm's expf differs between glibc and the musl of
  * emscripten in the last bit), accumulated in double in a fixed order. */
 #include "edgeinf.h"
+#include "sampler.h"
 #include "error.h"
 
 #include <math.h>
