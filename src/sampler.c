@@ -318,11 +318,8 @@ int32_t ei_sampler_sample(ei_sampler *smp, const float *logits, int32_t n_vocab)
 /* ------------------------------------------------------------------ state (for session checkpoints) */
 
 /* Serialized sampler state: RNG + history as fixed-width integers in host byte order (every target of the
- * engine, x86-64 and wasm32, is little-endian, so checkpoints move between native and wasm). Not in edgeinf.h yet: declare
- *   size_t ei_sampler_state_size(const ei_sampler *smp);
- *   int ei_sampler_state_save(const ei_sampler *smp, void *buf, size_t cap);
- *   int ei_sampler_state_load(ei_sampler *smp, const void *buf, size_t size);
- * where needed. Params are not part of the state: load into a sampler created with the same params. */
+ * engine, x86-64 and wasm32, is little-endian, so checkpoints move between native and wasm). Declared in sampler.h.
+ * Params are not part of the state: load into a sampler created with the same params. */
 size_t ei_sampler_state_size(const ei_sampler *smp) {
     return sizeof(uint64_t) + 2 * sizeof(int32_t) + (size_t)(smp ? smp->hist_len : 0) * sizeof(int32_t);
 }
