@@ -123,7 +123,10 @@ typedef struct ei_detok {
     int32_t n_pushed;   /* tokens pushed so far */
     int32_t n_pending;  /* bytes of an unfinished code point held back */
     char pending[8];
+    int32_t at_start;   /* 1 until the first text piece: like sentencepiece, its leading space (dummy prefix) is
+                         * dropped. Set it to 0 after init when the text continues earlier text (a prompt). */
 } ei_detok;
+/* Starts a stream with at_start = 1. */
 void ei_detok_init(ei_detok *d, const ei_tokenizer *tok);
 /* Appends the newly complete text to buf (NUL-terminated); *n_out = bytes written. cap >= 64 always suffices
  * for one token of a vocabulary whose pieces are <= 48 bytes; otherwise BUFFER_TOO_SMALL. */

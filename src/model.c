@@ -225,6 +225,7 @@ static int load_tokenizer(ei_model *m) {
     /* llama.cpp's key first, ours (written by models/edgeinf_ref/export.py) wins when both exist. */
     if (ei_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &b) == 0) d.add_dummy_prefix = b;
     if (ei_gguf_get_bool(g, "edgeinf.tokenizer.add_dummy_prefix", &b) == 0) d.add_dummy_prefix = b;
+    if (ei_gguf_get_bool(g, "tokenizer.ggml.remove_extra_whitespaces", &b) == 0) d.remove_extra_whitespaces = b;
     if (ei_gguf_get_bool(g, "edgeinf.tokenizer.remove_extra_whitespaces", &b) == 0) d.remove_extra_whitespaces = b;
     /* llama.cpp's SPM vocabularies fall back to bytes whenever byte tokens are present. */
     if (ty)

@@ -879,19 +879,17 @@ int ei_detokenize(const ei_tokenizer *t, const int32_t *ids, int32_t n, char *bu
 
 /* ================================================================== streaming detokenizer */
 
-/* ei_detok keeps its pending bytes in pending[0..3]; pending[7] holds the "leading-space phase over"
- * flag, so the public struct needs no extra field. */
-#define DETOK_FLAG_BYTE 7
-
+/* ei_detok keeps its pending bytes in pending[0..3]; at_start is the "leading-space phase not over" flag. */
 void ei_detok_init(ei_detok *d, const ei_tokenizer *tok) {
     if (!d) return;
     memset(d, 0, sizeof *d);
     d->tok = tok;
+    d->at_start = 1;
 }
 
 static dec_state detok_load(const ei_detok *d) {
     dec_state s = {0};
-    s.over = d->pending[DETOK_FLAG_BYTE] != 0;
+    s.over = !d->at_start;
     s.n_pend = d->n_pending;
     memcpy(s.pend, d->pending, 4);
     return s;
@@ -900,7 +898,7 @@ static dec_state detok_load(const ei_detok *d) {
 static void detok_store(ei_detok *d, const dec_state *s) {
     memcpy(d->pending, s->pend, 4);
     d->n_pending = s->n_pend;
-    d->pending[DETOK_FLAG_BYTE] = (char)(s->over != 0);
+    d->at_start = !s->over;
 }
 
 /* Runs one step on a copy of the state and commits it only when the output fits, so a caller that got

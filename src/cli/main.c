@@ -245,7 +245,7 @@ static int cmd_generate(const opts *o) {
     }
     ei_detok dt;
     ei_detok_init(&dt, tok);
-    dt.n_pushed = 1; /* the prompt came before: keep the generated text's leading space */
+    dt.at_start = 0; /* the prompt came before: keep the generated text's leading space */
     char piece[256];
     int32_t np;
     const int32_t eos = ei_tokenizer_eos(tok), nv = ei_model_n_vocab(m);
