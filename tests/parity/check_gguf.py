@@ -27,13 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "models"))
 sys.path.insert(0, os.path.join(ROOT, "models", "tools"))
 from edgeinf_ref.export import load_gguf  # noqa: E402
-from edgeinf_ref.gguf import GGUFReader  # noqa: E402
 from make_tiny import add_act_q8  # noqa: E402
-
-
-def tokenizer_for(path):
-    """A sentencepiece processor rebuilt from nothing but the GGUF is not available; the CLI tokenizes for us."""
-    return None
 
 
 def cli_tokenize(cli, model, text_file):
@@ -61,7 +55,7 @@ def main():
         print(f"{'ok' if ok else 'FAIL'} {name}: {detail}", flush=True)
 
     model, cfg, g = load_gguf(a.model, dtype=torch.float64)
-    types = {t.ggml_type for t in g.tensors.values()} if hasattr(g, "tensors") else set()
+    types = {t.ggml_type for t in g.tensors.values()}
     quant = bool(types & {2, 8})
     if quant:
         add_act_q8(model)
