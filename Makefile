@@ -58,7 +58,7 @@ $(BUILD)/edgeinf-asan: $(CLI_SRC) $(BUILD)/libedgeinf-asan.a
 	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) -o $@ $(CLI_SRC) $(BUILD)/libedgeinf-asan.a $(LDLIBS)
 
 # Native unit tests: each tests/unit/test_*.c is a program linked against the sanitized library.
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(BUILD)/libedgeinf-asan.a
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/libedgeinf-asan.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) $(KERNEL_ISA_FLAGS) -Itests/unit -o $@ $< $(BUILD)/libedgeinf-asan.a $(LDLIBS)
 

@@ -8,30 +8,7 @@
 #include "quant.h"
 #include "test.h"
 
-/* ------------------------------------------------------------------ a tiny GGUF writer */
-
-typedef struct wbuf {
-    uint8_t *p;
-    size_t n, cap;
-} wbuf;
-
-static void put(wbuf *b, const void *d, size_t n) {
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-static void put_u32(wbuf *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(wbuf *b, uint64_t v) { put(b, &v, 8); }
-static void put_str(wbuf *b, const char *s) {
-    put_u64(b, strlen(s));
-    put(b, s, strlen(s));
-}
-static void kv_u32(wbuf *b, const char *k, uint32_t v) { put_str(b, k); put_u32(b, 4); put_u32(b, v); }
-static void kv_f32(wbuf *b, const char *k, float v) { put_str(b, k); put_u32(b, 6); put(b, &v, 4); }
-static void kv_str(wbuf *b, const char *k, const char *v) { put_str(b, k); put_u32(b, 8); put_str(b, v); }
+#include "gguf_build.h"
 
 /* What to break in the model built by build_model(). */
 typedef struct defect {
