@@ -12,7 +12,10 @@ StreamingLLM), and the normed layer input (EdgeInfinite's gate reads it). `state
 sequence is given at once with nothing cached (training / batched evaluation); otherwise the call is one
 chunk (>= 1 token) of an incremental run and the state is the policy's cache, mirroring the C engine.
 
-Only `full` exists so far; the others are added next to it by their owners.
+Implemented: `full`, `streaming`, `edgeinfinite` (docs/edgeinfinite.md is their exact contract); pod and
+edgeinfinite+pod are added next to them by their owners. All of them go through one softmax function,
+`attend_groups`, which normalises several score sets (e.g. sink keys and window keys, each seen by a differently
+rotated query) together.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+
+from .memory import compress, empty_memory, mem_dtype, no_autocast, retrieve
 
 _HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
 
@@ -106,17 +111,38 @@ def expand_kv(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x.repeat_interleave(n_heads // n_kv, dim=1)
 
 
-def _softmax_attend(q, k, v, allowed, scale):
-    """softmax(q k^T * scale, masked by allowed (T,S) bool) v, in float32 (float64 if q is); returns q's dtype."""
-    H = q.shape[1]
-    cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
-    kk = expand_kv(k, H).to(cdt)
-    vv = expand_kv(v, H).to(cdt)
-    s = torch.matmul(q.to(cdt), kk.transpose(-1, -2)) * scale            # (B,H,T,S)
-    s = s.masked_fill(~allowed, float("-inf"))
+def attend_groups(groups, scale):
+    """One softmax over several score sets: groups = [(q, k, v, allowed)], q (B, H, ..., T, D) queries (each group
+    may rotate its queries differently), k, v (B, Hkv, ..., S_i, D), allowed a bool mask broadcastable to
+    (..., T, S_i) or None (all allowed). Computes softmax(concat_i(q_i k_i^T) * scale) and sums each group's part of
+    the probabilities times its values. Float32 (float64 if q is); returns the first q's dtype. A query that sees
+    no key at all gets zeros."""
+    q_first = groups[0][0]
+    H = q_first.shape[1]
+    cdt = torch.float64 if q_first.dtype == torch.float64 else torch.float32
+    scores, sizes = [], []
+    for q, k, _, allowed in groups:
+        s = torch.matmul(q.to(cdt), expand_kv(k, H).to(cdt).transpose(-1, -2)) * scale   # (B,H,...,T,S_i)
+        if allowed is not None:
+            s = s.masked_fill(~allowed, float("-inf"))
+        scores.append(s)
+        sizes.append(s.shape[-1])
+    s = scores[0] if len(scores) == 1 else torch.cat(scores, dim=-1)
     p = torch.softmax(s, dim=-1)
     p = torch.nan_to_num(p, nan=0.0)
-    return torch.matmul(p, vv).to(q.dtype)
+    if len(groups) == 1:
+        return torch.matmul(p, expand_kv(groups[0][2], H).to(cdt)).to(q_first.dtype)
+    out, off = None, 0
+    for (_, _, v, _), n in zip(groups, sizes):
+        o = torch.matmul(p[..., off:off + n], expand_kv(v, H).to(cdt))
+        out = o if out is None else out + o
+        off += n
+    return out.to(q_first.dtype)
+
+
+def _softmax_attend(q, k, v, allowed, scale):
+    """softmax(q k^T * scale, masked by allowed (T,S) bool) v, in float32 (float64 if q is); returns q's dtype."""
+    return attend_groups([(q, k, v, allowed)], scale)
 
 
 def masked_attention(q, k, v, q_pos, k_pos, scale):
@@ -157,6 +183,10 @@ class KVCache:
         self.v = torch.cat([self.v, v.to(self.v.dtype)], dim=2)
         self.pos = torch.cat([self.pos, pos.cpu()])
 
+    def drop_front(self, n: int):
+        """Forget the n oldest entries (an evicted segment)."""
+        self.k, self.v, self.pos = self.k[:, :, n:], self.v[:, :, n:], self.pos[n:]
+
     def __len__(self):
         return self.k.shape[2]
 
@@ -185,12 +215,304 @@ class FullPolicy:
         return masked_attention(q, state.k, state.v, call.pos, state.pos, call.scale)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Streaming and EdgeInfinite (docs/edgeinfinite.md is the contract; section names below refer to it)
+# ----------------------------------------------------------------------------------------------------------
+
+class SegmentLayout:
+    """"Cache layout and segments" for (n_sink, window, seg): sinks are positions < n_sink, the other tokens form
+    segments of `seg`; a query in segment j sees the sinks, segments j-W..j-1 (W = window / seg) and its own
+    segment causally; segment j-W-1 is evicted when segment j starts."""
+
+    def __init__(self, n_sink: int, window: int, seg: int):
+        if seg <= 0 or n_sink < 0 or window < 0 or window % seg:
+            raise ValueError(f"bad layout n_sink={n_sink} window={window} seg={seg}: need seg > 0, n_sink >= 0, "
+                             f"window >= 0 and window % seg == 0")
+        self.n_sink, self.window, self.seg = int(n_sink), int(window), int(seg)
+        self.W = self.window // self.seg
+
+    @property
+    def budget(self) -> int:
+        """Most tokens the cache ever holds; below this many tokens nothing is evicted."""
+        return self.n_sink + self.window + self.seg
+
+    def segment(self, p: int) -> int:
+        return (p - self.n_sink) // self.seg
+
+    def slot_positions(self, pos: torch.Tensor) -> torch.Tensor:
+        """"Positions": the cache slot c = n_sink + (p - p_fw) at which a query at absolute position p is rotated
+        against the sink keys (p itself for sinks and before any eviction). pos (T,) int64 on the CPU."""
+        j = torch.div(pos - self.n_sink, self.seg, rounding_mode="floor")
+        shift = torch.clamp(j - self.W, min=0) * self.seg   # p_fw - n_sink
+        return torch.where(pos < self.n_sink, pos, pos - shift)
+
+    def pieces(self, p0: int, n: int):
+        """Split the chunk of positions p0..p0+n-1 into [a, b) index ranges that never straddle the sink/segment
+        boundary or a segment boundary (so every piece sees one cache state)."""
+        out, a = [], 0
+        while a < n:
+            p = p0 + a
+            end = self.n_sink if p < self.n_sink else self.n_sink + (self.segment(p) + 1) * self.seg
+            b = min(n, a + end - p)
+            out.append((a, b))
+            a = b
+        return out
+
+
+class SegmentState:
+    """Per-layer incremental state of streaming / edgeinfinite: the sink KV, the non-sink cache (keys rotated at
+    their absolute positions, values) and, with memory, each cached token's memory key/value (pre-RoPE, adapter
+    applied; what compression reads when its segment is evicted), the memory M (B, n_kv, hd, hd), z (B, n_kv, hd),
+    and counters. Memory is float32 (float64 when the model runs in float64)."""
+
+    def __init__(self, batch: int, n_kv: int, head_dim: int, device, dtype, with_memory: bool):
+        self.sink = KVCache(batch, n_kv, head_dim, device, dtype)
+        self.win = KVCache(batch, n_kv, head_dim, device, dtype)
+        self.with_memory = with_memory
+        mdt = torch.float64 if dtype == torch.float64 else torch.float32
+        if with_memory:
+            self.km = torch.zeros(batch, n_kv, 0, head_dim, device=device, dtype=mdt)
+            self.vm = torch.zeros(batch, n_kv, 0, head_dim, device=device, dtype=mdt)
+            self.M, self.z = empty_memory(batch, n_kv, head_dim, device, mdt)
+        self.compressions = 0   # segments folded into memory
+        self.evictions = 0      # segments that left the cache (dropped or compressed)
+        self.next_pos = 0
+
+    def __len__(self):
+        return len(self.sink) + len(self.win)
+
+    def nbytes(self) -> int:
+        """KV cache bytes currently held."""
+        return self.sink.nbytes() + self.win.nbytes()
+
+    def memory_nbytes(self) -> int:
+        if not self.with_memory:
+            return 0
+        return self.M.numel() * self.M.element_size() + self.z.numel() * self.z.element_size()
+
+
+class StreamingPolicy:
+    """StreamingLLM-style sink + window with segment-wise eviction (evicted segments are dropped), positions
+    re-indexed as in "Positions". Incremental (state given) and batched (whole sequence from position 0) paths
+    compute the same thing."""
+    name = "streaming"
+    memory = False
+
+    def __init__(self, n_sink: int, window: int, seg: int):
+        self.layout = SegmentLayout(n_sink, window, seg)
+
+    def new_layer_state(self, cfg, layer: int, batch: int, device, dtype):
+        return SegmentState(batch, cfg.n_kv_heads, cfg.head_dim, device, dtype, self.memory)
+
+    def attend(self, call: AttnCall, state: Optional[SegmentState]) -> torch.Tensor:
+        if state is None:
+            local = self._local_batched(call)
+            return self._mix_batched(call, local) if self.memory else local
+        pos = call.pos.tolist()
+        if pos[0] != state.next_pos or pos[-1] - pos[0] != len(pos) - 1:
+            raise ValueError(f"{self.name}: positions {pos[0]}..{pos[-1]} do not continue the cache "
+                             f"(next position {state.next_pos})")
+        outs = [self._piece(call, state, a, b) for a, b in self.layout.pieces(pos[0], len(pos))]
+        state.next_pos = pos[-1] + 1
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+
+    # -- incremental --
+    def _piece(self, call: AttnCall, st: SegmentState, a: int, b: int) -> torch.Tensor:
+        """Attention output (B, H, b-a, D) of tokens a..b-1 of the call, which lie in one sink run or segment."""
+        lay = self.layout
+        pos = call.pos[a:b]
+        p0 = int(pos[0])
+        q0, k0, v = call.q0[:, :, a:b], call.k0[:, :, a:b], call.v[:, :, a:b]
+        q, k = call.rope.apply(q0, pos), call.rope.apply(k0, pos)
+        dev = q.device
+        if p0 < lay.n_sink:
+            st.sink.append(k, v, pos)
+            allowed = (st.sink.pos[None, :] <= pos[:, None]).to(dev)
+            local = attend_groups([(q, st.sink.k, st.sink.v, allowed)], call.scale)
+        else:
+            j = lay.segment(p0)
+            if (p0 - lay.n_sink) % lay.seg == 0 and j - lay.W - 1 >= 0:
+                self._evict(call.layer, st, j - lay.W - 1)
+            st.win.append(k, v, pos)
+            if self.memory:
+                self._remember(call, st, a, b)
+            groups = []
+            if len(st.sink):
+                groups.append((call.rope.apply(q0, lay.slot_positions(pos)), st.sink.k, st.sink.v, None))
+            groups.append((q, st.win.k, st.win.v, (st.win.pos[None, :] <= pos[:, None]).to(dev)))
+            local = attend_groups(groups, call.scale)
+        return self._mix_piece(call, st, a, b, local) if self.memory else local
+
+    def _evict(self, layer: int, st: SegmentState, e: int):
+        """Segment e leaves the cache (it is the oldest non-sink segment there)."""
+        lay = self.layout
+        first = lay.n_sink + e * lay.seg
+        if len(st.win) < lay.seg or int(st.win.pos[0]) != first or int(st.win.pos[lay.seg - 1]) != first + lay.seg - 1:
+            raise AssertionError(f"evicting segment {e}: cache does not start with it")
+        if self.memory:
+            self._compress(st, lay.seg)
+        st.win.drop_front(lay.seg)
+        st.evictions += 1
+
+    def _remember(self, call, st, a, b):
+        raise NotImplementedError
+
+    def _compress(self, st, n):
+        raise NotImplementedError
+
+    def _mix_piece(self, call, st, a, b, local):
+        raise NotImplementedError
+
+    # -- batched --
+    def _local_batched(self, call: AttnCall) -> torch.Tensor:
+        """Local attention of a whole sequence at positions 0..T-1, segment by segment (cost linear in T): every
+        segment's queries against the sinks (slot-rotated queries) and a sliding block of W+1 segments."""
+        lay = self.layout
+        T = call.q0.shape[2]
+        if T and (int(call.pos[0]) != 0 or int(call.pos[-1]) != T - 1):
+            raise ValueError(f"{self.name}: the batched path needs positions 0..T-1")
+        q, k, v = call.rope.apply(call.q0, call.pos), call.rope.apply(call.k0, call.pos), call.v
+        dev = q.device
+        ns = min(lay.n_sink, T)
+        L = T - ns
+        parts = []
+        if ns:
+            causal = torch.ones(ns, ns, dtype=torch.bool, device=dev).tril()
+            parts.append(attend_groups([(q[:, :, :ns], k[:, :, :ns], v[:, :, :ns], causal)], call.scale))
+        if L:
+            S, W = lay.seg, lay.W
+            nseg = -(-L // S)
+            pad = nseg * S - L
+            B, H, _, D = q.shape
+
+            def segs(x):      # (B, h, T, D) -> the non-sink tokens as (B, h, nseg, S, D), zero-padded at the end
+                return F.pad(x[:, :, ns:], (0, 0, 0, pad)).reshape(x.shape[0], x.shape[1], nseg, S, D)
+
+            def windows(x):   # (B, h, T, D) -> for each segment j, the W+1 segments j-W..j: (B, h, nseg, (W+1)S, D)
+                xp = F.pad(x[:, :, ns:], (0, 0, W * S, pad))
+                return xp.unfold(2, (W + 1) * S, S).transpose(-1, -2)
+
+            qi = torch.arange(nseg)[:, None, None] * S + torch.arange(S)[None, :, None]          # query index
+            ki = (torch.arange(nseg)[:, None, None] - W) * S + torch.arange((W + 1) * S)[None, None, :]
+            allowed = ((ki >= 0) & (ki <= qi)).to(dev)                                           # (nseg, S, (W+1)S)
+            groups = []
+            if ns:
+                slots = lay.slot_positions(torch.arange(ns, ns + nseg * S))
+                qc = call.rope.apply(F.pad(call.q0[:, :, ns:], (0, 0, 0, pad)), slots).reshape(B, H, nseg, S, D)
+                groups.append((qc, k[:, :, :ns].unsqueeze(2), v[:, :, :ns].unsqueeze(2), None))
+            groups.append((segs(q), windows(k), windows(v), allowed))
+            parts.append(attend_groups(groups, call.scale).reshape(B, H, nseg * S, D)[:, :, :L])
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+    def _mix_batched(self, call, local):
+        raise NotImplementedError
+
+
+class EdgeInfinitePolicy(StreamingPolicy):
+    """Streaming plus compressed memory and the memory-gating module ("Memory"): evicted segments are folded into
+    per-(layer, KV head) memory; every query head's output is g·A_mem + (1-g)·A_local with the adapter's gate.
+    routing=True ("auto"): the exact streaming (= full) output while memory is empty. routing=False (not in the
+    contract, for experiments): the gate applies to every token, A_mem = 0 while memory is empty.
+    The batched path is differentiable w.r.t. the adapter; memory stays float32 under autocast."""
+    name = "edgeinfinite"
+    memory = True
+
+    def __init__(self, n_sink: int, window: int, seg: int, adapter, eps: Optional[float] = None,
+                 routing: bool = True):
+        super().__init__(n_sink, window, seg)
+        if adapter is None:
+            raise ValueError("edgeinfinite needs an adapter (gate weights)")
+        self.adapter = adapter
+        self.eps = float(adapter.eps if eps is None else eps)
+        self.routing = routing
+
+    # -- incremental --
+    def _remember(self, call, st, a, b):
+        with no_autocast(st.M.device):
+            xn = call.x_norm[:, a:b].to(st.M.dtype)
+            st.km = torch.cat([st.km, self.adapter.mem_k(call.layer, xn, call.k0[:, :, a:b]).to(st.M.dtype)], 2)
+            st.vm = torch.cat([st.vm, self.adapter.mem_v(call.layer, xn, call.v[:, :, a:b]).to(st.M.dtype)], 2)
+
+    def _compress(self, st, n):
+        with no_autocast(st.M.device):
+            st.M, st.z = compress(st.M, st.z, st.km[:, :, :n], st.vm[:, :, :n], self.eps)
+        st.km, st.vm = st.km[:, :, n:], st.vm[:, :, n:]
+        st.compressions += 1
+
+    def _mix_piece(self, call, st, a, b, local):
+        if self.routing and st.compressions == 0:
+            return local
+        H = call.q0.shape[1]
+        with no_autocast(st.M.device):
+            xn = call.x_norm[:, a:b].to(st.M.dtype)
+            qm = self.adapter.mem_q(call.layer, xn, call.q0[:, :, a:b])
+            amem = retrieve(qm, expand_kv(st.M, H), expand_kv(st.z, H), self.eps)
+            g = self.adapter.gate(call.layer, xn).unsqueeze(-1)
+            out = g * amem + (1.0 - g) * local.to(st.M.dtype)
+        return out.to(local.dtype)
+
+    # -- batched --
+    def _mix_batched(self, call, local):
+        lay = self.layout
+        S, W = lay.seg, lay.W
+        B, H, T, D = call.q0.shape
+        n_kv = call.k0.shape[1]
+        ns = min(lay.n_sink, T)
+        L = T - ns
+        nseg = -(-L // S)
+        n_comp = max(0, nseg - W - 1)   # the last segment j = nseg-1 reads segments 0..nseg-W-2 from memory
+        if self.routing and n_comp == 0:
+            return local
+        dev = local.device
+        mdt = mem_dtype(call.q0)
+        ad, eps = self.adapter, self.eps
+        with no_autocast(dev):
+            xn = call.x_norm.to(mdt)
+            M, z = empty_memory(B, n_kv, D, dev, mdt)
+            Ms, zs = [M], [z]
+            if n_comp:
+                km = ad.mem_k(call.layer, xn, call.k0)
+                vm = ad.mem_v(call.layer, xn, call.v)
+                for e in range(n_comp):
+                    s0 = ns + e * S
+                    M, z = compress(M, z, km[:, :, s0:s0 + S], vm[:, :, s0:s0 + S], eps)
+                    Ms.append(M)
+                    zs.append(z)
+            qm = ad.mem_q(call.layer, xn, call.q0)                 # (B, H, T, D)
+            g = ad.gate(call.layer, xn).unsqueeze(-1)              # (B, H, T, 1)
+            loc = local.to(mdt)
+            parts = []
+            if ns:
+                if self.routing:
+                    parts.append(loc[:, :, :ns])
+                else:
+                    am = retrieve(qm[:, :, :ns], expand_kv(Ms[0], H), expand_kv(zs[0], H), eps)
+                    parts.append(g[:, :, :ns] * am + (1.0 - g[:, :, :ns]) * loc[:, :, :ns])
+            if L:
+                pad = nseg * S - L
+                idx = torch.tensor([max(0, j - W) for j in range(nseg)], device=dev)
+                Mst = torch.stack(Ms, dim=2).index_select(2, idx)     # (B, n_kv, nseg, D, D): memory seen by segment j
+                zst = torch.stack(zs, dim=2).index_select(2, idx)     # (B, n_kv, nseg, D)
+                qmn = F.pad(qm[:, :, ns:], (0, 0, 0, pad)).reshape(B, H, nseg, S, D)
+                am = retrieve(qmn, expand_kv(Mst, H), expand_kv(zst, H), eps).reshape(B, H, nseg * S, D)[:, :, :L]
+                gn, ln = g[:, :, ns:], loc[:, :, ns:]
+                mix = gn * am + (1.0 - gn) * ln
+                if self.routing:
+                    use = (torch.arange(L) // S >= W + 1).to(dev).view(1, 1, L, 1)
+                    mix = torch.where(use, mix, ln)
+                parts.append(mix)
+            out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+        return out.to(local.dtype)
+
+
 def get_policy(policy):
-    """None or "full" -> FullPolicy(); a policy object is returned as is."""
+    """None or "full" -> FullPolicy(); a policy object is returned as is (StreamingPolicy / EdgeInfinitePolicy
+    take parameters, so they are passed as objects)."""
     if policy is None or policy == "full":
         return FullPolicy()
     if isinstance(policy, str):
-        raise ValueError(f"unknown attention policy {policy!r} (known: full)")
+        raise ValueError(f"unknown attention policy {policy!r} (by name: full; construct StreamingPolicy / "
+                         f"EdgeInfinitePolicy objects for the others)")
     return policy
 
 
