@@ -69,6 +69,12 @@ function buildUrls(build, wasmBase) {
 /** Instantiates the emscripten module of a build. */
 export async function loadRuntime({ build, threads, wasmBase }) {
   const urls = buildUrls(build, wasmBase);
+  // Bundlers may inline the small pthread worker file as a data: URL; a worker from a data: URL has an
+  // opaque origin and could not import the (same-origin) engine script, so give it a blob: URL instead.
+  if (urls.worker && urls.worker.startsWith('data:')) {
+    const blob = await (await fetch(urls.worker)).blob();
+    urls.worker = URL.createObjectURL(new Blob([blob], { type: 'text/javascript' }));
+  }
   const cfg = {
     locateFile: (p) => (p.endsWith('.wasm') ? urls.wasm : p.endsWith('.worker.js') ? urls.worker : p),
     mainScriptUrlOrBlob: urls.js,
@@ -111,17 +117,22 @@ export class CoreEngine {
     try {
       eng.#loadModel(bytes, threads);
     } catch (e) {
-      if (bytes.from === 'cache' && e.code === 'FORMAT') await forgetCached(bytes.url);
+      // Bytes the engine rejects must not stay cached: drop the download's chunks or the cached entry.
+      if (bytes.discard) await bytes.discard();
+      if (bytes.from === 'cache') await forgetCached(bytes.url);
       throw e;
     }
+    if (bytes.commit) bytes.cacheError = await bytes.commit();
     if (adapter) {
       try {
         eng.#loadAdapter(adapter);
       } catch (e) {
         await eng.unload();
-        if (adapter.from === 'cache' && e.code === 'FORMAT') await forgetCached(adapter.url);
+        if (adapter.discard) await adapter.discard();
+        if (adapter.from === 'cache') await forgetCached(adapter.url);
         throw e;
       }
+      if (adapter.commit) await adapter.commit();
     }
     onProgress({ phase: 'load', loaded: bytes.size, total: bytes.size });
     eng.#loadInfo = {

@@ -23,7 +23,9 @@ function absUrl(url) {
  * @param {string|ArrayBuffer|ArrayBufferView|Blob} src
  * @param {{what: string, cache: boolean, sha256?: string, onProgress?: Function, signal?: AbortSignal}} o
  * @returns {Promise<{parts: Uint8Array[], size: number, from: 'network'|'cache'|'buffer'|'file', url?: string,
- *   sha256?: string, cacheError?: EdgeinfError, ms: number}>}
+ *   sha256?: string, ms: number, commit?: () => Promise<EdgeinfError|undefined>, discard?: () => Promise<void>}>}
+ *   For a download being cached, commit() makes the cache entry valid (call it once the bytes proved
+ *   loadable) and resolves to the storage error if caching failed; discard() drops the written chunks.
  */
 export async function loadBytes(src, o) {
   const t0 = now();
@@ -113,9 +115,10 @@ async function download(url, o, useCache, progress) {
     if (writer) await writer.abort();
     throw new EdgeinfError('INTEGRITY', `${o.what} "${url}": SHA-256 ${sha256} differs from the expected ${o.sha256}.`, { url, sha256 });
   }
-  let cacheError;
-  if (writer) cacheError = (await writer.commit(sha256)) || undefined;
-  return { parts, size: loaded, from: 'network', url, sha256, cacheError };
+  // The cache entry becomes valid only when the caller commits, i.e. once the engine accepted the bytes.
+  const commit = writer ? async () => (await writer.commit(sha256)) || undefined : null;
+  const discard = writer ? () => writer.abort() : null;
+  return { parts, size: loaded, from: 'network', url, sha256, commit, discard };
 }
 
 /** Removes a cached URL (used when cached bytes turn out not to be a loadable model). */

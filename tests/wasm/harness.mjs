@@ -8,7 +8,11 @@ export function createSuite(title) {
   const tests = [];
   return {
     /** Registers a test; fn may return the string 'skip: why' to count as skipped. */
-    test(name, fn, { timeoutMs = 120000 } = {}) { tests.push({ name, fn, timeoutMs }); },
+    test(name, fn, { timeoutMs = 120000 } = {}) {
+      // TEST_FILTER=regex runs only the matching tests (for debugging).
+      if (process.env.TEST_FILTER && !new RegExp(process.env.TEST_FILTER).test(name)) return;
+      tests.push({ name, fn, timeoutMs });
+    },
     async run() {
       let passed = 0, failed = 0, skipped = 0;
       console.log(`# ${title}`);
