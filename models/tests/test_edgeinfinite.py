@@ -436,5 +436,86 @@ class TestAdapterGGUF(unittest.TestCase):
         self.assertGreater(float(ad.mk_a.abs().sum()), 0)
 
 
+# ----------------------------------------------------------------------------------------------------------
+ROOT = os.path.dirname(MODELS)
+FIX_EI = os.path.join(ROOT, "tests", "fixtures", "tiny-ei")
+FIX_TINY = os.path.join(ROOT, "tests", "fixtures", "tiny")
+
+
+class TestEIFixtures(unittest.TestCase):
+    """The committed tiny-ei fixtures agree with the reference and are reproducible from make_tiny_ei.py."""
+
+    @classmethod
+    def setUpClass(cls):
+        import json
+        with open(os.path.join(FIX_EI, "manifest.json"), encoding="utf-8") as f:
+            cls.man = json.load(f)
+
+    def test_sizes_and_base_models(self):
+        import hashlib
+        total = sum(os.path.getsize(os.path.join(FIX_EI, n)) for n in os.listdir(FIX_EI))
+        self.assertLess(total, 1000 * 1000)
+        for n, b in self.man["base_models"].items():
+            with open(os.path.join(FIX_EI, b["path"]), "rb") as f:
+                self.assertEqual(hashlib.sha256(f.read()).hexdigest(), b["sha256"], f"{n} changed: regenerate tiny-ei")
+        self.assertGreaterEqual(len(self.man["layout"]["evictions_at"]), 4)
+
+    def test_logits_match_reference(self):
+        from edgeinf_ref.export import load_gguf
+        sys.path.insert(0, os.path.join(MODELS, "tools"))
+        from make_tiny import add_act_q8
+        lay = self.man["layout"]
+        seq = torch.tensor([self.man["sequence"]])
+        for run, e in self.man["runs"].items():
+            with self.subTest(run):
+                m, cfg, _ = load_gguf(os.path.join(FIX_EI, e["gguf"]), dtype=torch.float64)
+                if e["actq8"]:
+                    add_act_q8(m)
+                pol = None
+                if e["policy"] == "streaming":
+                    pol = StreamingPolicy(lay["n_sink"], lay["window"], lay["seg"])
+                elif e["policy"] == "edgeinfinite":
+                    ad = load_adapter_gguf(os.path.join(FIX_EI, e["adapter"]), cfg).double()
+                    self.assertEqual((ad.n_sink, ad.window, ad.seg), (lay["n_sink"], lay["window"], lay["seg"]))
+                    pol = EdgeInfinitePolicy(ad.n_sink, ad.window, ad.seg, ad)
+                with torch.no_grad():
+                    ref = m(seq, policy=pol)[0].numpy()
+                lg = np.fromfile(os.path.join(FIX_EI, e["logits_file"]), dtype="<f4").reshape(e["logits_shape"])
+                np.testing.assert_allclose(lg, ref, rtol=0, atol=1e-5)
+                self.assertEqual(lg.shape, (self.man["n_rows"], self.man["vocab"]))
+
+    def test_expect_txt_matches_manifest(self):
+        for run, e in self.man["runs"].items():
+            kv = {}
+            with open(os.path.join(FIX_EI, run + ".expect.txt"), encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith("#") or not line.strip():
+                        continue
+                    k, *v = line.split()
+                    kv[k] = v
+            self.assertEqual(kv["gguf"], [e["gguf"]])
+            self.assertEqual(kv["policy"], [e["policy"]])
+            self.assertEqual([int(x) for x in kv["sequence"]], self.man["sequence"])
+            self.assertEqual([int(x) for x in kv["greedy"]], e["greedy"])
+            self.assertEqual(kv["logits"], [e["logits_file"]])
+            self.assertEqual(int(kv["n_rows"][0]), e["logits_shape"][0])
+            self.assertEqual(int(kv["compressions"][0]), e["stats_after_sequence"]["compressions"])
+            self.assertEqual(int(kv["window"][0]), self.man["layout"]["window"])
+
+    def test_regeneration_is_byte_identical(self):
+        import contextlib
+        import hashlib
+        import io
+        sys.path.insert(0, os.path.join(MODELS, "tools"))
+        import make_tiny_ei
+        with tempfile.TemporaryDirectory() as td:
+            with contextlib.redirect_stdout(io.StringIO()):
+                make_tiny_ei.main(td, FIX_TINY)
+            self.assertEqual(sorted(os.listdir(FIX_EI)), sorted(os.listdir(td)))
+            for n in sorted(os.listdir(FIX_EI)):
+                with open(os.path.join(FIX_EI, n), "rb") as a, open(os.path.join(td, n), "rb") as b:
+                    self.assertEqual(hashlib.sha256(a.read()).hexdigest(), hashlib.sha256(b.read()).hexdigest(), n)
+
+
 if __name__ == "__main__":
     unittest.main()
