@@ -82,7 +82,9 @@ def sample(model, sp, prompt, seed, n_new, temperature, top_k):
         if len(ids) + len(out) >= model.cfg.max_seq_len:
             break
         logits = model(torch.tensor([[nxt]]), state=st)[0, -1]
-    return sp.decode(out)
+    # decode prompt + completion together: SentencePiece drops the leading space of a lone first piece
+    head = sp.decode(ids[1:])
+    return sp.decode(ids[1:] + out)[len(head):]
 
 
 @torch.no_grad()
@@ -191,6 +193,7 @@ def main():
     if args.ship_dir:
         if os.path.getsize(q8) > MAX_SHIP_BYTES:
             die(f"{q8} is {os.path.getsize(q8) / 1e6:.1f} MB, over the 40 MB limit for the shipped model")
+        os.makedirs(args.ship_dir, exist_ok=True)
         dst = os.path.join(args.ship_dir, f"{args.name}-q8_0.gguf")
         shutil.copyfile(q8, dst)
         shutil.copyfile(tok, os.path.join(args.ship_dir, "tokenizer.model"))
