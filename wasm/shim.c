@@ -314,11 +314,13 @@ EIW_EXPORT int32_t eiw_gen_begin(eiw_session *ws, const char *text, int32_t add_
         ws->n_todo = n - keep;
     }
 
-    /* Generated text continues the prompt: only a token that starts the text loses its dummy-prefix
-     * space, so tell the detokenizer how many text tokens precede (BOS is not text). */
+    /* Generated text continues the prompt: keep the leading space of its first piece (only a token that
+     * starts the whole text loses its dummy-prefix space), unless the prompt holds no text at all. */
     ei_detok_init(&ws->detok, tok);
     int32_t bos = ei_tokenizer_bos(tok);
-    ws->detok.n_pushed = (add_bos && bos >= 0 && ids[0] == bos) ? n - 1 : n;
+    int32_t n_text = (add_bos && bos >= 0 && ids[0] == bos) ? n - 1 : n;
+    ws->detok.n_pushed = n_text;
+    ws->detok.at_start = n_text == 0;
     free(ids);
     ws->text[0] = '\0';
     g_last_code = 0;

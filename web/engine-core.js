@@ -37,7 +37,8 @@ export function chooseBuild(threads, forced) {
     typeof SharedArrayBuffer !== 'undefined';
   const hw = (typeof navigator !== 'undefined' && navigator.hardwareConcurrency) || 4;
   let n = threads === 'auto' || threads == null ? Math.min(hw, MAX_POOL) : Math.max(1, Math.floor(Number(threads)) || 1);
-  let build = forced || (isolated && !isNode && n > 1 ? 'simd-mt' : 'simd');
+  // Isolated pages get the threaded build unless one thread was asked for explicitly.
+  let build = forced || (isolated && !isNode && threads !== 1 ? 'simd-mt' : 'simd');
   if (build === 'simd-mt' && (!isolated || isNode)) {
     throw new EdgeinfError('UNSUPPORTED', 'The threaded build needs a cross-origin isolated page (COOP same-origin + COEP require-corp headers).');
   }

@@ -1,5 +1,6 @@
 // vite-app.mjs — the npm package as a user gets it: `npm pack`, install the tarball into a fresh Vite
-// app (under build/, not committed), `vite build`, serve the output with COOP/COEP, run it in Chromium.
+// app (under build/, not committed; vite@7 is installed there from the npm registry), `vite build`,
+// serve the output with COOP/COEP, run it in Chromium.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,7 +21,9 @@ export async function viteAppTest({ newPage, startServer, prompt, model, n }) {
 
   fs.rmSync(APP, { recursive: true, force: true });
   fs.mkdirSync(`${APP}/public`, { recursive: true });
-  fs.writeFileSync(`${APP}/package.json`, JSON.stringify({ name: 'edgeinf-vite-check', private: true, type: 'module' }, null, 2));
+  // vite@7 comes from the npm registry here (not a devDependency of edgeinf: its platform-specific optional
+  // packages keep `npm ci` from accepting the lock file that this npm writes).
+  fs.writeFileSync(`${APP}/package.json`, JSON.stringify({ name: 'edgeinf-vite-check', private: true, type: 'module', devDependencies: { vite: '^7.3.0' } }, null, 2));
   fs.writeFileSync(`${APP}/index.html`, `<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>edgeinf in Vite</title></head>
 <body><pre id="out">loading…</pre><script type="module" src="/main.js"></script></body></html>\n`);
   fs.writeFileSync(`${APP}/main.js`, `import { Engine } from 'edgeinf';
@@ -41,7 +44,7 @@ main();
 `);
   fs.copyFileSync(model, `${APP}/public/model.gguf`);
   execFileSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', tarball], { cwd: APP, stdio: 'pipe' });
-  execFileSync(process.execPath, [path.resolve('node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'warn'], { cwd: APP, stdio: 'pipe' });
+  execFileSync(process.execPath, ['node_modules/vite/bin/vite.js', 'build', '--logLevel', 'warn'], { cwd: APP, stdio: 'pipe' });
 
   const srv = await startServer({ root: `${APP}/dist`, isolation: true });
   const { context, page } = await newPage();
