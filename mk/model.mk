@@ -24,8 +24,9 @@ model-export:
 	$(PY) models/export_default.py
 
 # Toy scale, independent of the big corpus: two small Debian sources, a 512-piece tokenizer, a
-# 2-layer model, 60 steps. Fails unless the loss fell and every export loads back with matching logits.
-model-smoke:
+# 2-layer model, 60 steps. Fails unless the loss fell, every export loads back with matching logits in the reference,
+# and the C engine's logits and perplexity on the exports match the reference's (tests/parity/check_gguf.py).
+model-smoke: $(BUILD)/tests/logits_dump $(BUILD)/edgeinf
 	@rm -rf $(SMOKE) && mkdir -p $(SMOKE)
 	$(PY) models/corpus/build.py --out $(SMOKE)/corpus --sources bible,wordnet \
 	    --max-chars-per-source 300000 --val-frac 0.2 --heldout-frac 0.2 --min-chars 100000
@@ -37,3 +38,7 @@ model-smoke:
 	$(PY) models/export_default.py --ckpt $(SMOKE)/ckpt.pt --corpus $(SMOKE)/corpus --out-dir $(SMOKE) \
 	    --ship-dir '' --name smoke --samples 2 --new-tokens 16 --eval-rows 2
 	@echo "model-smoke: GGUF at $(SMOKE)/smoke-q8_0.gguf (also $(SMOKE)/smoke-f32.gguf, $(SMOKE)/smoke-q4_0.gguf)"
+	$(PY) -c 'import json,sys; [sys.stdout.write(json.loads(l)["text"] + "\n\n") for l in open(sys.argv[1])]' \
+	    $(SMOKE)/corpus/val.jsonl > $(SMOKE)/val.txt
+	$(PY) tests/parity/check_gguf.py $(BUILD)/tests/logits_dump $(SMOKE)/smoke-f32.gguf $(SMOKE)/smoke-q8_0.gguf \
+	    $(SMOKE)/smoke-q4_0.gguf --ppl-file $(SMOKE)/val.txt --ppl-tokens 1500

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Does the C engine compute what the PyTorch reference computes for THIS GGUF? (any llama GGUF we export)
 
-    check_gguf.py TOOL MODEL.gguf [--text FILE | --tokens N] [--ppl-file FILE] [--ppl-tokens N]
+    check_gguf.py TOOL MODEL.gguf [MODEL.gguf ...] [--text FILE | --tokens N] [--ppl-file FILE] [--ppl-tokens N]
 
 TOOL is build/tests/logits_dump (or anything with its CLI). Checks, each printed, then "N passed, N failed":
   logits   teacher-forced logits over a token sequence (the text's tokens, or N pseudo-random ids), reference in float64 on
@@ -38,7 +38,7 @@ def cli_tokenize(cli, model, text_file):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("tool")
-    ap.add_argument("model")
+    ap.add_argument("models", nargs="+")
     ap.add_argument("--text")
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--ppl-file")
@@ -54,6 +54,16 @@ def main():
         failed += not ok
         print(f"{'ok' if ok else 'FAIL'} {name}: {detail}", flush=True)
 
+    for path in a.models:
+        check_one(a, path, check)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def check_one(a, path, check):
+    """Runs the checks of the module docstring on one GGUF; results go through check(ok, name, detail)."""
+    a.model = path
+    name = os.path.basename(path)
     model, cfg, g = load_gguf(a.model, dtype=torch.float64)
     types = {t.ggml_type for t in g.tensors.values()}
     quant = bool(types & {2, 8})
@@ -72,22 +82,21 @@ def main():
         r = subprocess.run([a.tool, "--threads", "2", "logits", a.model, out, str(split), *map(str, ids)],
                            capture_output=True, text=True)
         if r.returncode:
-            check(False, "logits", f"tool failed: {r.stderr.strip()}")
-            print(f"{passed} passed, {failed} failed")
-            return 1
+            check(False, f"{name} logits", f"tool failed: {r.stderr.strip()}")
+            return
         got = np.fromfile(out, dtype="<f4").reshape(len(ids), -1).astype(np.float64)
     scale = 1 + np.abs(ref).max()
     diff = np.abs(got - ref)
     tol = (0.05 if quant else 1e-3) * scale
     mean_ok = diff.mean() <= (1e-3 if quant else 1e-4 * scale)
-    check(diff.max() <= tol and mean_ok, "logits",
+    check(diff.max() <= tol and mean_ok, f"{name} logits",
           f"{len(ids)} positions, max|d|={diff.max():.3g} (tol {tol:.3g}) mean|d|={diff.mean():.3g}, "
           f"{'activations quantized like the engine' if quant else 'f32 activations'}")
     srt = np.sort(ref, axis=1)
     margin = srt[:, -1] - srt[:, -2]
     agree = got.argmax(1) == ref.argmax(1)
     must = margin > 2 * tol
-    check(bool(agree[must].all()), "top1", f"agreement {agree.mean() * 100:.1f}%, all {int(must.sum())} rows with "
+    check(bool(agree[must].all()), f"{name} top1", f"agreement {agree.mean() * 100:.1f}%, all {int(must.sum())} rows with "
                                            f"margin > {2 * tol:.3g} agree")
     if a.ppl_file:
         with tempfile.TemporaryDirectory() as td:
@@ -118,10 +127,8 @@ def main():
             c_ppl, c_n = float(kv["ppl"]), int(kv["tokens"])
         except (ValueError, KeyError):
             c_ppl, c_n = float("nan"), -1
-        check(c_n == n and abs(c_ppl / ref_ppl - 1) < 5e-3, "perplexity",
+        check(c_n == n and abs(c_ppl / ref_ppl - 1) < 5e-3, f"{name} perplexity",
               f"engine {c_ppl:.4f} vs reference {ref_ppl:.4f} over {n} tokens (engine scored {c_n})")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":
