@@ -95,3 +95,9 @@ test: deps
 # Benchmarks (not tests): native + wasm-in-Node tokens/s on random-weight Q8_0 models; writes docs/bench.{json,md}.
 bench: native
 	$(PY) tests/bench/run_bench.py
+
+.PHONY: eval-long
+# Long-context evaluation by the C engine (passkey, long-document perplexity, cost curves): docs/eval-long.{md,json,png}.
+# Hours at full scale; EVAL_LENGTHS=8192 EVAL_KEYS=1 ... for a quick look (see tests/eval/eval_long.py).
+eval-long: native
+	$(PY) tests/eval/eval_long.py

@@ -1,0 +1,235 @@
+#!/usr/bin/python3
+"""`make eval-long`: long-context evaluation, computed by the C engine (build/edgeinf); Python only writes prompts,
+parses the CLI's output and draws the tables/plots.
+
+  passkey     Mohtashami & Jaggi (2023): instruction, repeated filler, the key line at a depth, the question. Accuracy
+              over random 5-digit keys at each depth and length, per policy, all policies with the same KV budget
+              (n_sink + window + seg tokens). `full` only where the prompt fits its training context.
+  perplexity  held-out documents concatenated to each length, one pass per policy (`edgeinf perplexity`).
+  cost        TTFT (prefill ms), decode tokens/s, KV + memory bytes, peak RSS vs context length.
+
+Environment: EVAL_MODEL, EVAL_ADAPTER (edgeinfinite is skipped without one), EVAL_LENGTHS (e.g. "8192,32768"),
+EVAL_DEPTHS, EVAL_KEYS (keys per depth), EVAL_PPL_LENGTHS, EVAL_COST_LENGTHS, EVAL_SINK/WINDOW/SEG, EVAL_OUT (docs).
+"""
+import json
+import os
+import random
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLI = os.path.join(ROOT, "build", "edgeinf")
+INSTRUCTION = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
+               "I will quiz you about the important information there.")
+FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+KEY_LINE = "The pass key is {k}. Remember it. {k} is the pass key."
+QUESTION = "What is the pass key? The pass key is"
+
+
+def env_list(name, default, cast=int):
+    v = os.environ.get(name)
+    return [cast(x) for x in (v.split(",") if v else default)]
+
+
+def run(args, **kw):
+    t0 = time.time()
+    r = subprocess.run([CLI, *args], capture_output=True, text=True, **kw)
+    return r, time.time() - t0
+
+
+def n_tokens(model, text):
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
+        f.write(text)
+    r, _ = run(["tokenize", "-m", model, "--no-bos", "-f", f.name])
+    os.unlink(f.name)
+    return len(r.stdout.split())
+
+
+def passkey_prompt(model, length, depth, key, filler_tokens):
+    """Prompt of about `length` tokens with the key line at fraction `depth` of the filler."""
+    n_fill = max(1, (length - 120) // filler_tokens)
+    at = round(depth * n_fill)
+    parts = [INSTRUCTION] + [FILLER] * at + [KEY_LINE.format(k=key)] + [FILLER] * (n_fill - at) + [QUESTION]
+    return " ".join(parts)
+
+
+def policy_args(policy, layout, adapter):
+    a = ["--policy", policy]
+    if policy != "full":
+        a += ["--n-sink", str(layout[0]), "--window", str(layout[1]), "--seg", str(layout[2])]
+    if policy == "edgeinfinite":
+        a += ["--adapter", adapter]
+    return a
+
+
+def main():
+    model = os.environ.get("EVAL_MODEL", os.path.join(ROOT, "models", "edgeinf-default-q8_0.gguf"))
+    adapter = os.environ.get("EVAL_ADAPTER", os.path.join(ROOT, "models", "edgeinf-default-adapter.gguf"))
+    out_dir = os.environ.get("EVAL_OUT", os.path.join(ROOT, "docs"))
+    layout = (int(os.environ.get("EVAL_SINK", 16)), int(os.environ.get("EVAL_WINDOW", 768)),
+              int(os.environ.get("EVAL_SEG", 128)))
+    budget = sum(layout)
+    policies = ["full", "streaming"] + (["edgeinfinite"] if os.path.exists(adapter) else [])
+    if "edgeinfinite" not in policies:
+        print(f"eval-long: no adapter at {adapter}: edgeinfinite skipped", file=sys.stderr)
+    info, _ = run(["info", "-m", model])
+    ctx = int(re.search(r"ctx_train (\d+)", info.stdout).group(1))
+    rnd = random.Random(1234)
+    filler_tokens = n_tokens(model, FILLER + " ")
+    results = {"model": model, "adapter": adapter if "edgeinfinite" in policies else None, "layout": layout,
+               "kv_budget_tokens": budget, "passkey": [], "perplexity": [], "cost": []}
+
+    # ---------------------------------------------------------------- passkey
+    lengths = env_list("EVAL_LENGTHS", [8192, 32768, 131072, 1048576])
+    depths = env_list("EVAL_DEPTHS", [0.0, 0.25, 0.5, 0.75, 1.0], float)
+    n_keys = int(os.environ.get("EVAL_KEYS", 2))
+    with tempfile.TemporaryDirectory() as td:
+        for length in lengths:
+            for depth in depths:
+                for _ in range(n_keys):
+                    key = rnd.randrange(10000, 100000)
+                    path = os.path.join(td, "p.txt")
+                    with open(path, "w", encoding="utf-8") as f:
+                        f.write(passkey_prompt(model, length, depth, key, filler_tokens))
+                    for pol in policies:
+                        if pol == "full" and length > ctx:
+                            continue
+                        r, dt = run(["generate", "-m", model, "-f", path, "-n", "8", "--temp", "0", "--stats",
+                                     *policy_args(pol, layout, adapter)])
+                        st = json.loads(r.stderr.strip().splitlines()[-1]) if r.returncode == 0 else {}
+                        got = re.findall(r"\d{5}", r.stdout)
+                        hit = bool(got) and got[0] == str(key)
+                        results["passkey"].append({"length": length, "depth": depth, "key": key, "policy": pol,
+                                                   "hit": hit, "answer": r.stdout.strip()[:40],
+                                                   "tokens": st.get("tokens"), "seconds": round(dt, 2)})
+                        print(f"passkey L={length} depth={depth:.2f} {pol}: {'HIT' if hit else 'miss'} "
+                              f"({r.stdout.strip()[:20]!r}, {dt:.1f}s)", flush=True)
+
+    # ---------------------------------------------------------------- perplexity
+    heldout = os.path.join(ROOT, "models", "work", "corpus", "heldout.jsonl")
+    ppl_lengths = env_list("EVAL_PPL_LENGTHS", [2048, 8192, 32768, 131072])
+    if os.path.exists(heldout):
+        text = "\n\n".join(json.loads(l)["text"] for l in open(heldout, encoding="utf-8"))
+        with tempfile.TemporaryDirectory() as td:
+            path = os.path.join(td, "doc.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            ids = run(["tokenize", "-m", model, "--no-bos", "-f", path])[0].stdout.split()
+            for length in ppl_lengths:
+                if length > len(ids):
+                    print(f"ppl: held-out split has {len(ids)} tokens < {length}: skipped", file=sys.stderr)
+                    continue
+                # exactly `length` tokens of held-out text (cut on a token boundary by the engine's own detokenizer)
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(run(["detokenize", "-m", model, *ids[:length]])[0].stdout[:-1])
+                for pol in policies:
+                    if pol == "full" and length > ctx:
+                        continue
+                    r, dt = run(["perplexity", "-m", model, "-f", path, *policy_args(pol, layout, adapter)]
+                                + (["--ctx", str(ctx)] if pol == "full" else []))
+                    m = re.search(r"ppl=([\d.]+) tokens=(\d+)", r.stdout)
+                    if m:
+                        results["perplexity"].append({"length": length, "policy": pol, "ppl": float(m.group(1)),
+                                                      "tokens": int(m.group(2)), "seconds": round(dt, 1)})
+                        print(f"ppl L={length} {pol}: {m.group(1)}", flush=True)
+    else:
+        print(f"eval-long: {heldout} missing (run `make model-corpus`): perplexity skipped", file=sys.stderr)
+
+    # ---------------------------------------------------------------- cost curves
+    cost_lengths = env_list("EVAL_COST_LENGTHS", [1024, 4096, 16384, 65536, 262144, 1048576])
+    with tempfile.TemporaryDirectory() as td:
+        for length in cost_lengths:
+            path = os.path.join(td, "c.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(" ".join([FILLER] * max(1, length // filler_tokens)))
+            for pol in policies:
+                if pol == "full" and length > ctx:
+                    continue
+                r, dt = run(["generate", "-m", model, "-f", path, "-n", "32", "--temp", "0", "--stats",
+                             *policy_args(pol, layout, adapter)])
+                if r.returncode:
+                    print(f"cost L={length} {pol}: failed: {r.stderr.strip()[-200:]}", file=sys.stderr)
+                    continue
+                st = json.loads(r.stderr.strip().splitlines()[-1])
+                rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KB, max over children so far
+                results["cost"].append({"length": length, "policy": pol, "ttft_ms": st["prefill_ms"],
+                                        "prefill_tps": st["prefill_tokens"] / (st["prefill_ms"] / 1e3),
+                                        "decode_tps": st["decode_tokens"] / (st["decode_ms"] / 1e3),
+                                        "kv_bytes": st["kv_bytes"], "memory_bytes": st["memory_bytes"],
+                                        "max_rss_children_kb": rss})
+                print(f"cost L={length} {pol}: ttft {st['prefill_ms'] / 1e3:.1f}s decode "
+                      f"{results['cost'][-1]['decode_tps']:.1f} t/s kv+mem {(st['kv_bytes'] + st['memory_bytes']) / 1e6:.2f} MB",
+                      flush=True)
+
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "eval-long.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    write_report(results, out_dir)
+    return 0
+
+
+def write_report(res, out_dir):
+    lines = ["# Long-context evaluation", "", f"`make eval-long` — model `{os.path.relpath(res['model'], ROOT)}`, "
+             f"layout sink {res['layout'][0]} + window {res['layout'][1]} + segment {res['layout'][2]} = "
+             f"{res['kv_budget_tokens']} KV tokens for every policy; computed by the C engine.", ""]
+    pk = res["passkey"]
+    if pk:
+        lines += ["## Passkey accuracy", "", "| length | policy | " + " | ".join(
+            f"depth {d:.0%}" for d in sorted({r['depth'] for r in pk})) + " | all |", "|---|---|" +
+            "---|" * (len({r['depth'] for r in pk}) + 1)]
+        for L in sorted({r["length"] for r in pk}):
+            for pol in ("full", "streaming", "edgeinfinite"):
+                rows = [r for r in pk if r["length"] == L and r["policy"] == pol]
+                if not rows:
+                    continue
+                cells = []
+                for d in sorted({r["depth"] for r in pk}):
+                    rr = [r for r in rows if r["depth"] == d]
+                    cells.append(f"{sum(r['hit'] for r in rr)}/{len(rr)}")
+                lines.append(f"| {L} | {pol} | " + " | ".join(cells) + f" | {100 * sum(r['hit'] for r in rows) / len(rows):.0f}% |")
+        lines.append("")
+    if res["perplexity"]:
+        lines += ["## Long-document perplexity (held-out split)", "", "| length | policy | tokens | ppl |", "|---|---|---|---|"]
+        for r in res["perplexity"]:
+            lines.append(f"| {r['length']} | {r['policy']} | {r['tokens']} | {r['ppl']:.3f} |")
+        lines.append("")
+    if res["cost"]:
+        lines += ["## Cost vs context length", "", "| length | policy | TTFT s | prefill tok/s | decode tok/s | KV+memory MB |",
+                  "|---|---|---|---|---|---|"]
+        for r in res["cost"]:
+            lines.append(f"| {r['length']} | {r['policy']} | {r['ttft_ms'] / 1e3:.2f} | {r['prefill_tps']:.0f} | "
+                         f"{r['decode_tps']:.1f} | {(r['kv_bytes'] + r['memory_bytes']) / 1e6:.2f} |")
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+            for pol in ("full", "streaming", "edgeinfinite"):
+                rows = [r for r in res["cost"] if r["policy"] == pol]
+                if not rows:
+                    continue
+                xs = [r["length"] for r in rows]
+                ax[0].plot(xs, [r["ttft_ms"] / 1e3 for r in rows], "o-", label=pol)
+                ax[1].plot(xs, [r["decode_tps"] for r in rows], "o-", label=pol)
+                ax[2].plot(xs, [(r["kv_bytes"] + r["memory_bytes"]) / 1e6 for r in rows], "o-", label=pol)
+            for a, t in zip(ax, ("TTFT (s)", "decode tokens/s", "KV + memory (MB)")):
+                a.set_xscale("log")
+                a.set_xlabel("context tokens")
+                a.set_title(t)
+                a.legend()
+            fig.tight_layout()
+            fig.savefig(os.path.join(out_dir, "eval-long-cost.png"), dpi=110)
+            lines += ["", "![cost curves](eval-long-cost.png)"]
+        except ImportError:
+            pass
+    with open(os.path.join(out_dir, "eval-long.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {out_dir}/eval-long.md and eval-long.json")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
