@@ -83,10 +83,16 @@ class Passkey:
         return f"The pass key is {key}. Remember it. {key} is the pass key."
 
     def row(self, rng, length, depth):
-        """(input ids, answer ids, key line [start, end) token positions, depth) for about `length` tokens."""
-        n_fill = max(1, int((length - self.fixed) / self.per_filler))
-        n1 = min(n_fill, max(0, int(round(depth * n_fill))))
+        """(input ids, answer ids, key line [start, end) token positions, depth) for about `length` tokens (the
+        filler count is corrected once after a first tokenization)."""
         key = rng.randint(10000, 99999)
+        n_fill = max(1, int((length - self.fixed) / self.per_filler))
+        r = self._build(key, n_fill, depth)
+        n_fill2 = max(1, n_fill + int(round((length - len(r[0]) - len(r[1])) / self.per_filler)))
+        return r if n_fill2 == n_fill else self._build(key, n_fill2, depth)
+
+    def _build(self, key, n_fill, depth):
+        n1 = min(n_fill, max(0, int(round(depth * n_fill))))
         before = " ".join([PASSKEY_INTRO] + [PASSKEY_FILLER] * n1)
         prompt = " ".join([before, self.key_line(key)] + [PASSKEY_FILLER] * (n_fill - n1) + [PASSKEY_QUESTION])
         ids = [self.bos] + self.sp.encode(prompt)

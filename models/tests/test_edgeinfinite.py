@@ -517,5 +517,41 @@ class TestEIFixtures(unittest.TestCase):
                     self.assertEqual(hashlib.sha256(a.read()).hexdigest(), hashlib.sha256(b.read()).hexdigest(), n)
 
 
+class TestTrainingHelpers(unittest.TestCase):
+    def test_tokenizer_from_gguf(self):
+        import sentencepiece as spm
+        from edgeinf_ref.spm_proto import processor_from_gguf
+        a = processor_from_gguf(read_gguf(os.path.join(FIX_TINY, "tiny-f32.gguf")))
+        b = spm.SentencePieceProcessor(model_file=os.path.join(FIX_TINY, "tokenizer.model"))
+        with open(os.path.join(FIX_TINY, "corpus.txt"), encoding="utf-8") as f:
+            text = f.read() + "  two  spaces, digits 12345, unicode café 🙂 and 日本"
+        self.assertEqual(a.encode(text), b.encode(text))
+        self.assertEqual((a.bos_id(), a.eos_id(), a.unk_id()), (b.bos_id(), b.eos_id(), b.unk_id()))
+
+    def test_passkey_rows_and_key_location(self):
+        import sentencepiece as spm
+        sys.path.insert(0, MODELS)
+        import random
+        import train_adapter as ta
+        sp = spm.SentencePieceProcessor(model_file=os.path.join(FIX_TINY, "tokenizer.model"))
+        pk = ta.Passkey(sp)
+        rng = random.Random(0)
+        for depth in (0.0, 0.5, 1.0):
+            ids, ans, (ks, ke), d = pk.row(rng, 300, depth)
+            text = sp.decode(ids + ans)
+            key = sp.decode(ans).strip()
+            self.assertRegex(key, r"^[0-9]{5}$")
+            self.assertTrue(text.endswith("What is the pass key? The pass key is " + key), text[-60:])
+            self.assertIn(f"The pass key is {key}. Remember it.", sp.decode(ids[ks:ke]))
+            self.assertLess(abs(len(ids) - 300), 40)
+            self.assertAlmostEqual(d, depth, delta=0.1)
+        lay = SegmentLayout(4, 16, 8)   # answer at 50: segment 5, cache = sinks + positions >= 28
+        self.assertEqual(ta.key_location(lay, (10, 20), 50), "memory")
+        self.assertEqual(ta.key_location(lay, (30, 40), 50), "window")
+        self.assertEqual(ta.key_location(lay, (20, 30), 50), "split")
+        self.assertEqual(ta.key_location(lay, (0, 3), 50), "window")
+        self.assertEqual(ta.key_location(lay, (10, 20), 27), "window")
+
+
 if __name__ == "__main__":
     unittest.main()
