@@ -1,7 +1,7 @@
 // cache.js — model files cached in IndexedDB, in chunks, verified by size and SHA-256.
 //
-// Layout: database 'edgeinf-cache', store 'files' (one record per URL: size, sha256, chunk count) and
-// store 'chunks' (key "url\u0000index" -> ArrayBuffer). The 'files' record is written last, only after
+// Layout: database 'edgeinf-cache', store 'files' (one record per URL: size, SHA-256 of the file and of
+// each chunk, chunk count) and store 'chunks' (key "url\u0000index" -> ArrayBuffer). The 'files' record is written last, only after
 // every chunk is stored and the whole file verified: a record present means a complete file, so an
 // interrupted or failed download is never taken for a good one. Reading re-verifies size and hash and
 // drops an entry that fails. Works on the main thread and in workers.
@@ -55,6 +55,15 @@ async function tx(stores, mode, fn) {
 
 const chunkKey = (url, i) => `${url}\u0000${i}`;
 
+/** WebCrypto's subtle API where it exists (secure contexts), else null. */
+const subtle = () => (typeof crypto !== 'undefined' && crypto.subtle) || null;
+
+/** SHA-256 hex of bytes (WebCrypto). */
+async function digestHex(u8) {
+  const d = new Uint8Array(await subtle().digest('SHA-256', u8));
+  return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 /** Wraps storage exceptions into EdgeinfErrors (quota gets its own code). */
 function storageError(e, what) {
   if (e instanceof EdgeinfError) return e;
@@ -93,20 +102,25 @@ export async function readCached(url, { onProgress, onInvalid } = {}) {
     return null;
   }
   if (!meta) return null;
-  const parts = [];
-  const h = new Sha256();
+  // Each chunk is checked against its SHA-256 recorded at download time with WebCrypto (native speed);
+  // without WebCrypto (insecure context) the whole file is re-hashed in JS instead.
+  const fast = !!(subtle() && Array.isArray(meta.chunkSha256) && meta.chunkSha256.length === meta.nChunks);
+  const parts = [], checks = [];
+  const h = fast ? null : new Sha256();
   let got = 0;
   for (let i = 0; i < meta.nChunks; i++) {
     const buf = await tx(['chunks'], 'readonly', (c) => c.get(chunkKey(url, i)));
     if (!buf) break;
     const u8 = new Uint8Array(buf);
-    h.update(u8);
+    if (fast) checks.push(digestHex(u8).then((d) => d === meta.chunkSha256[i]));
+    else h.update(u8);
     parts.push(u8);
     got += u8.length;
     if (onProgress) onProgress(got, meta.size);
   }
-  const hash = got === meta.size ? h.hex() : '';
-  if (got !== meta.size || hash !== meta.sha256) {
+  let good = got === meta.size;
+  if (good) good = fast ? (await Promise.all(checks)).every(Boolean) : h.hex() === meta.sha256;
+  if (!good) {
     if (onInvalid) onInvalid(got !== meta.size ? `size ${got} != ${meta.size}` : 'hash mismatch');
     await deleteCached(url).catch(() => {});
     return null;
@@ -126,6 +140,7 @@ export class CacheWriter {
     this.pending = [];
     this.pendingBytes = 0;
     this.size = 0;
+    this.chunkHashes = [];
     this.error = null;
     this.chain = cacheAvailable() ? deleteCached(url).catch((e) => { this.error = storageError(e, url); }) : null;
     if (!cacheAvailable()) this.error = new EdgeinfError('STORAGE', 'IndexedDB is not available here');
@@ -153,6 +168,7 @@ export class CacheWriter {
     }
     this.pendingBytes -= n;
     const i = this.index++;
+    if (subtle()) this.chunkHashes[i] = digestHex(out);
     this.chain = this.chain.then(() => {
       if (this.error) return;
       return tx(['chunks'], 'readwrite', (c) => c.put(out.buffer, chunkKey(this.url, i)))
@@ -166,7 +182,8 @@ export class CacheWriter {
     if (this.pendingBytes > 0) this.#flushChunk(this.pendingBytes);
     await this.chain;
     if (!this.error) {
-      const meta = { url: this.url, size: this.size, sha256, nChunks: this.index, chunkBytes: CHUNK_BYTES, storedAt: Date.now() };
+      const chunkSha256 = subtle() ? await Promise.all(this.chunkHashes) : undefined;
+      const meta = { url: this.url, size: this.size, sha256, chunkSha256, nChunks: this.index, chunkBytes: CHUNK_BYTES, storedAt: Date.now() };
       await tx(['files'], 'readwrite', (f) => f.put(meta)).catch((e) => { this.error = storageError(e, this.url); });
     }
     if (this.error) await this.abort();

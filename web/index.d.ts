@@ -28,7 +28,7 @@ export interface Progress {
 export interface LoadOptions {
   /** URL (relative to the page), ArrayBuffer/typed array, or Blob of a GGUF file. In Node also a file path. */
   model: ModelSource;
-  /** Adapter GGUF (EdgeInfinite gates / PoD blocks). Not supported by this build yet: rejects with UNSUPPORTED. */
+  /** EdgeInfinite adapter GGUF (memory gates), used by 'auto' and required by 'edgeinfinite'. Cached like the model. */
   adapter?: ModelSource;
   /** Worker threads for the threaded build; 'auto' = hardwareConcurrency (at most 8). Default 'auto'. */
   threads?: number | 'auto';
@@ -53,6 +53,13 @@ export interface SessionOptions {
   window?: number;
   seg?: number;
   memoryBudget?: number;
+}
+
+export interface LayoutStats {
+  /** The layout in use (0 for full attention). */
+  nSink: number;
+  window: number;
+  seg: number;
 }
 
 export interface GenerateOptions {
@@ -82,7 +89,7 @@ export interface Chunk {
   token: number;
 }
 
-export interface Stats {
+export interface Stats extends Partial<LayoutStats> {
   policy: Policy;
   policyInUse?: string;
   tokens: number;
@@ -140,6 +147,8 @@ export interface EngineInfo {
     name: string | null; architecture: string | null; nParams: number; nVocab: number; nCtxTrain: number;
     nLayer: number; fingerprint: string; chatFormat: string; hasChatTemplate: boolean;
   } | null;
+  /** The EdgeInfinite adapter given to Engine.load, if any. */
+  adapter: { source: 'network' | 'cache' | 'buffer' | 'file'; url?: string; sizeBytes: number; nParams: number } | null;
   load: {
     source: 'network' | 'cache' | 'buffer' | 'file';
     url?: string; sizeBytes: number; sha256?: string;

@@ -104,6 +104,24 @@ for (const model of models) {
   });
 }
 
+test('edgeinfinite with an adapter, past the window: both builds equal the native CLI', async () => {
+  const ADAPTER = 'tests/fixtures/tiny-ei/tiny-ei-adapter.gguf';
+  const want = cliGreedy(TINY, PROMPT, 80, ['--policy', 'edgeinfinite', '--adapter', ADAPTER, '--n-sink', '4', '--window', '16', '--seg', '8']);
+  for (const server of [iso, plain]) {
+    const r = await withPage(server, (page) => page.evaluate(async ({ model, adapter, prompt }) => {
+      const { Engine } = await import('/web/index.js');
+      const e = await Engine.load({ model, adapter, threads: 2 });
+      const s = e.createSession({ policy: 'edgeinfinite', nSink: 4, window: 16, seg: 8 });
+      const r = await s.generate(prompt, { maxTokens: 80, temperature: 0 });
+      const out = { text: r.text, build: e.info().build, stats: s.stats() };
+      await e.unload();
+      return out;
+    }, { model: `/${TINY}`, adapter: `/${ADAPTER}`, prompt: PROMPT }));
+    assert(r.stats.compressions > 0, `memory used (${r.build})`);
+    assertEq(r.text, want, `${r.build} vs CLI`);
+  }
+});
+
 test('threads build picked when isolated, single-thread build when not (demo badges too)', async () => {
   for (const [server, build, isolated] of [[iso, 'simd-mt', true], [plain, 'simd', false]]) {
     const { context, page } = await newPage();
@@ -262,6 +280,45 @@ test('the second load comes from IndexedDB with the model URL unreachable', asyn
     await context.close();
   }
 }, { timeoutMs: 300000 });
+
+test('a corrupted cache entry is detected by its hash, dropped and downloaded again', async () => {
+  const { context, page } = await newPage();
+  try {
+    const first = await openDemo(page, iso, `?model=/${TINY}`);
+    assertEq(first.info.load.source, 'network', 'first load');
+    // Flip one byte of the first stored chunk, keeping its size.
+    const flipped = await page.evaluate(() => new Promise((resolve, reject) => {
+      const req = indexedDB.open('edgeinf-cache');
+      req.onerror = () => reject(req.error);
+      req.onsuccess = () => {
+        const db = req.result;
+        const t = db.transaction(['chunks'], 'readwrite');
+        const st = t.objectStore('chunks');
+        const c = st.openCursor();
+        c.onsuccess = () => {
+          const cur = c.result;
+          if (!cur) { resolve(false); return; }
+          const u8 = new Uint8Array(cur.value.slice(0));
+          u8[100] ^= 0xff;
+          cur.update(u8.buffer);
+        };
+        t.oncomplete = () => { db.close(); resolve(true); };
+      };
+    }));
+    assert(flipped, 'a chunk was modified');
+    await page.reload();
+    await page.waitForFunction(() => window.demo && (window.demo.ready || window.demo.loadError), null, { timeout: 60000 });
+    const second = await page.evaluate(() => ({ ready: window.demo.ready, info: window.demo.info }));
+    assert(second.ready, 'loads');
+    assertEq(second.info.load.source, 'network', 'corrupted entry not used');
+    assertEq(second.info.load.sha256, first.info.load.sha256, 'same file');
+    await page.reload();
+    await page.waitForFunction(() => window.demo && window.demo.ready, null, { timeout: 60000 });
+    assertEq(await page.evaluate(() => window.demo.info.load.source), 'cache', 'cached again');
+  } finally {
+    await context.close();
+  }
+});
 
 test('storage quota exceeded: the model still works and the page says it was not cached', async () => {
   const { context, page } = await newPage();

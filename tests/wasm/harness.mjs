@@ -59,8 +59,8 @@ export async function assertRejects(p, code, msg) {
 }
 
 /** Greedy text of the native CLI (the reference for the wasm builds); its stdout ends with one '\n'. */
-export function cliGreedy(model, prompt, n) {
-  const out = execFileSync('build/edgeinf', ['generate', '-m', model, '-p', prompt, '-n', String(n), '--temp', '0'],
+export function cliGreedy(model, prompt, n, extra = []) {
+  const out = execFileSync('build/edgeinf', ['generate', '-m', model, '-p', prompt, '-n', String(n), '--temp', '0', ...extra],
     { encoding: 'utf8', maxBuffer: 1 << 24 });
   return out.endsWith('\n') ? out.slice(0, -1) : out;
 }

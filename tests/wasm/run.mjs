@@ -70,6 +70,29 @@ test('greedy token ids follow the PyTorch reference until the first near-tie', a
   }
 });
 
+const ADAPTER = 'tests/fixtures/tiny-ei/tiny-ei-adapter.gguf';
+for (const policy of ['streaming', 'edgeinfinite']) {
+  test(`policy ${policy} past its window (adapter loaded): greedy text equals the native CLI`, async () => {
+    const e = await Engine.load({ model: TINY, adapter: ADAPTER });
+    try {
+      const info = e.info();
+      assert(info.adapter && info.adapter.nParams > 0, `adapter info: ${JSON.stringify(info.adapter)}`);
+      const s = e.createSession({ policy, nSink: 4, window: 16, seg: 8 }); // the fixture's layout
+      const r = await s.generate(PROMPT, { maxTokens: 100, temperature: 0 });
+      const st = s.stats();
+      assert(st.kvTokens < st.tokens, `tokens left the KV cache (${st.kvTokens} of ${st.tokens})`);
+      if (policy === 'edgeinfinite') assert(st.compressions > 0 && st.memoryBytes > 0, `memory used: ${JSON.stringify(st)}`);
+      assertEq(r.text, cliGreedy(TINY, PROMPT, 100, ['--policy', policy, '--adapter', ADAPTER, '--n-sink', '4', '--window', '16', '--seg', '8']), `${policy} vs CLI`);
+    } finally {
+      await e.unload();
+    }
+  });
+}
+
+test('an adapter that is not a GGUF fails with FORMAT', async () => {
+  await assertRejects(Engine.load({ model: TINY, adapter: new Uint8Array(64) }), 'FORMAT', 'bad adapter');
+});
+
 // ------------------------------------------------------------------ streaming
 
 test('iterator and onToken see the same chunks; they add up to the result', async () => {

@@ -1,11 +1,13 @@
 // demo.js — the chat demo: loads the default model (cached in IndexedDB), streams replies, shows live
-// stats. Query parameters: ?model=URL  ?threads=N|auto  ?cache=0  ?policy=NAME.
+// stats. Query parameters: ?model=URL  ?adapter=URL  ?threads=N|auto  ?cache=0  ?policy=NAME.
 // State for the browser tests is kept in window.demo.
 
 import { Engine } from '../index.js';
 
 const DEFAULT_MODEL = '../../models/edgeinf-default-q8_0.gguf';
 const FALLBACK_MODEL = '../../tests/fixtures/tiny/tiny-q8_0.gguf';
+// The EdgeInfinite adapter shipped with the default model (loaded when the file exists and no ?model= is given).
+const DEFAULT_ADAPTER = '../../models/edgeinf-default-adapter.gguf';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -44,12 +46,14 @@ function onProgress(p) {
   $('load-bytes').textContent = p.total ? `${fmtBytes(p.loaded)} / ${fmtBytes(p.total)}` : fmtBytes(p.loaded);
 }
 
+const exists = (url) => fetch(url, { method: 'HEAD' }).then((r) => r.ok, () => false);
+
 async function pickModel() {
-  if (params.get('model')) return { url: params.get('model'), note: null };
-  try {
-    const r = await fetch(DEFAULT_MODEL, { method: 'HEAD' });
-    if (r.ok) return { url: DEFAULT_MODEL, note: null };
-  } catch { /* fall through */ }
+  if (params.get('model')) return { url: params.get('model'), adapter: params.get('adapter'), note: null };
+  if (await exists(DEFAULT_MODEL)) {
+    const adapter = params.get('adapter') || ((await exists(DEFAULT_ADAPTER)) ? DEFAULT_ADAPTER : null);
+    return { url: DEFAULT_MODEL, adapter, note: null };
+  }
   return {
     url: FALLBACK_MODEL,
     note: 'The default model is not built yet, so this demo runs the tiny test model (random weights: its replies are gibberish). Everything else — streaming, stats, caching — is real.',
@@ -76,6 +80,7 @@ function showInfo(info) {
     ['Name', m.name || '–'], ['Parameters', m.nParams ? `${(m.nParams / 1e6).toFixed(2)} M` : '–'],
     ['Layers', m.nLayer], ['Vocabulary', m.nVocab], ['Trained context', m.nCtxTrain], ['Chat format', m.chatFormat],
     ['File', fmtBytes(info.load.sizeBytes)], ['Build', info.build],
+    ['Adapter', info.adapter ? `${(info.adapter.nParams / 1e3).toFixed(0)} K params` : 'none'],
   ];
   const dl = $('model-info');
   dl.replaceChildren();
@@ -88,12 +93,13 @@ function showInfo(info) {
 }
 
 async function start() {
-  const { url, note } = await pickModel();
+  const { url, adapter, note } = await pickModel();
   if (note) { $('model-note').textContent = note; $('model-note').hidden = false; }
   const threads = params.get('threads') || 'auto';
   try {
     demo.engine = await Engine.load({
-      model: url, threads: threads === 'auto' ? 'auto' : Number(threads), cache: params.get('cache') !== '0', onProgress,
+      model: url, adapter: adapter || undefined, threads: threads === 'auto' ? 'auto' : Number(threads),
+      cache: params.get('cache') !== '0', onProgress,
     });
   } catch (e) {
     $('load-phase').textContent = 'Could not load the model';
