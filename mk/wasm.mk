@@ -1,7 +1,6 @@
 # mk/wasm.mk — the two browser builds of the engine (included by the Makefile).
 #   make wasm       -> dist/edgeinf-simd.{js,wasm}            SIMD, single thread (any page)
 #                      dist/edgeinf-simd-mt.{js,wasm,worker.js} SIMD + pthreads (cross-origin isolated pages)
-#   make wasm-stub  -> build/wasm-stub/...: same shim over tests/wasm/stub/engine_stub.c (plumbing tests only)
 # Emscripten is Debian's (3.1.6); its tools are Node scripts that need Debian's node modules.
 
 EMCC ?= emcc
@@ -29,7 +28,7 @@ WASM_ST_FLAGS := -DEI_NO_THREADS -sENVIRONMENT=web,worker
 # the engine's thread blocks on it). web/engine-core.js sets Module.edgeinfPool = threads - 1.
 WASM_MT_FLAGS := -pthread -sENVIRONMENT=web,worker -sPTHREAD_POOL_SIZE='Module.edgeinfPool||1'
 
-.PHONY: wasm wasm-stub
+.PHONY: wasm
 wasm: $(DIST)/edgeinf-simd.js $(DIST)/edgeinf-simd-mt.js
 
 $(DIST)/edgeinf-simd.js: $(WASM_SRC) $(WASM_HDR) mk/wasm.mk
@@ -39,12 +38,3 @@ $(DIST)/edgeinf-simd.js: $(WASM_SRC) $(WASM_HDR) mk/wasm.mk
 $(DIST)/edgeinf-simd-mt.js: $(WASM_SRC) $(WASM_HDR) mk/wasm.mk
 	@mkdir -p $(DIST)
 	$(EMCC_ENV) $(EMCC) $(WASM_CFLAGS) $(WASM_MT_FLAGS) $(WASM_LDFLAGS) $(WASM_SRC) -o $@
-
-WASM_STUB_SRC := tests/wasm/stub/engine_stub.c wasm/shim.c
-wasm-stub: $(BUILD)/wasm-stub/edgeinf-simd.js $(BUILD)/wasm-stub/edgeinf-simd-mt.js
-$(BUILD)/wasm-stub/edgeinf-simd.js: $(WASM_STUB_SRC) src/edgeinf.h mk/wasm.mk
-	@mkdir -p $(dir $@)
-	$(EMCC_ENV) $(EMCC) $(WASM_CFLAGS) $(WASM_ST_FLAGS) $(WASM_LDFLAGS) $(WASM_STUB_SRC) -o $@
-$(BUILD)/wasm-stub/edgeinf-simd-mt.js: $(WASM_STUB_SRC) src/edgeinf.h mk/wasm.mk
-	@mkdir -p $(dir $@)
-	$(EMCC_ENV) $(EMCC) $(WASM_CFLAGS) $(WASM_MT_FLAGS) $(WASM_LDFLAGS) $(WASM_STUB_SRC) -o $@
