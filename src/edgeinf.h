@@ -233,6 +233,28 @@ int32_t ei_sampler_sample(ei_sampler *smp, const float *logits, int32_t n_vocab)
 void ei_sampler_accept(ei_sampler *smp, int32_t id);
 void ei_sampler_reset(ei_sampler *smp);
 
+/* ------------------------------------------------------------------ checkpoint */
+
+/* A session's whole state (counters, layout, the KV slots in use, compressed memory, last logits, the ids of the tokens
+ * in the cache, and optionally a sampler's RNG + history) as one little-endian file; format in docs/checkpoint.md.
+ * streaming/edgeinfinite checkpoints have a constant size; full ones grow with the context (every cached token).
+ * A checkpoint loads only into a session of the same model (fingerprint), policy layout and adapter, and a sampler
+ * created with the same params. Loading validates everything first: on any error the session and sampler are
+ * unchanged. */
+#define EI_CHECKPOINT_VERSION 1
+
+/* Atomically writes the checkpoint to `path` (path.tmp, fsync, rename, fsync of the directory): a failure leaves a
+ * previous file at `path` intact. smp may be NULL (no sampler state saved). */
+int ei_session_save(const ei_session *s, const ei_sampler *smp, const char *path);
+/* Restores s (and smp when not NULL; then the file must hold a sampler state) from a file written by ei_session_save.
+ * Errors: EI_ERR_IO, EI_ERR_FORMAT (empty, truncated, CRC mismatch), EI_ERR_UNSUPPORTED (other format version),
+ * EI_ERR_MISMATCH (other model, layout or adapter). */
+int ei_session_load(ei_session *s, ei_sampler *smp, const char *path);
+/* The same into / from memory (for callers that store the bytes themselves, e.g. IndexedDB). save_to_buffer sets
+ * *n_out to the checkpoint's size and returns EI_ERR_BUFFER_TOO_SMALL when cap is smaller (buf may then be NULL). */
+int ei_session_save_to_buffer(const ei_session *s, const ei_sampler *smp, void *buf, size_t cap, size_t *n_out);
+int ei_session_load_from_buffer(ei_session *s, ei_sampler *smp, const void *data, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -164,6 +164,7 @@ int ei_session_create(ei_model *m, const ei_session_params *params, ei_session *
     s->rope_cs_sink = malloc(sizeof(float) * C * hp->rope_dim);
     s->q0 = malloc(sizeof(float) * C * q_dim);
     s->k0 = malloc(sizeof(float) * C * s->kv.kv_dim);
+    s->slot_ids = malloc(sizeof(int32_t) * (size_t)s->kv.cap);
     const int32_t rank = s->adapter ? s->adapter->rank : 0;
     s->task_scratch_floats = ei_attn_task_scratch_floats(m, s->kv.cap, rank);
     s->task_scratch = malloc(sizeof(float) * (size_t)s->n_threads * s->task_scratch_floats);
@@ -182,7 +183,7 @@ int ei_session_create(ei_model *m, const ei_session_params *params, ei_session *
     }
     if (!s->kv.k || !s->kv.v || !s->logits || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->ffn_a ||
         !s->ffn_b || !s->mm_scratch || !s->rope_cs || !s->rope_cs_sink || !s->q0 || !s->k0 || !s->task_scratch ||
-        !mem_ok) {
+        !s->slot_ids || !mem_ok) {
         size_t kvb = 2 * sizeof(float) * kv_floats;
         ei_session_free(s);
         return ei_set_error(EI_ERR_NOMEM, "out of memory creating a session (KV cache of %d tokens = %zu MB)",
@@ -211,6 +212,7 @@ void ei_session_free(ei_session *s) {
     free(s->rope_cs_sink);
     free(s->q0);
     free(s->k0);
+    free(s->slot_ids);
     free(s->task_scratch);
     free(s->mem.M);
     free(s->mem.z);
@@ -238,6 +240,11 @@ void ei_session_reset(ei_session *s) {
 
 /* ------------------------------------------------------------------ prefill / decode */
 
+int32_t ei_session_slot(const ei_session *s, int64_t p) {
+    if (s->n_seg_window == 0 || p < s->n_sink) return (int32_t)p;
+    return s->n_sink + (int32_t)((p - s->n_sink) % (s->kv.cap - s->n_sink));
+}
+
 static int run_tokens(ei_session *s, const int32_t *ids, int32_t n, float *all_logits, int is_decode) {
     if (!s || (!ids && n > 0)) return ei_set_error(EI_ERR_INVALID_ARG, "NULL session or ids");
     if (n <= 0) return ei_set_error(EI_ERR_INVALID_ARG, "no tokens to evaluate (n = %d)", n);
@@ -250,8 +257,10 @@ static int run_tokens(ei_session *s, const int32_t *ids, int32_t n, float *all_l
     const double t0 = now_ms();
     for (int32_t off = 0; off < n; off += EI_CHUNK) {
         const int32_t c = n - off < EI_CHUNK ? n - off : EI_CHUNK;
+        const int64_t p0 = s->n_past;
         rc = ei_forward_chunk(s, ids + off, c, all_logits ? all_logits + (size_t)off * nv : NULL);
         if (rc) return rc;
+        for (int32_t i = 0; i < c; i++) s->slot_ids[ei_session_slot(s, p0 + i)] = ids[off + i];
     }
     const double dt = now_ms() - t0;
     s->stats.tokens += n;

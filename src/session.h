@@ -43,6 +43,7 @@ struct ei_session {
     ei_kv_cache kv;
     ei_memory mem;
     int64_t n_past;       /* tokens processed */
+    int32_t *slot_ids;    /* (kv.cap) token id held in each cache slot (ei_session_slot); read by checkpoints */
     float *logits;        /* (n_vocab) */
     int has_logits;
     /* scratch for one chunk of EI_CHUNK tokens */
@@ -56,6 +57,11 @@ struct ei_session {
     int32_t n_threads;
     ei_session_stats stats;
 };
+
+/* session.c — cache slot of the token at absolute position p (a token in the cache or arriving): p itself for full,
+ * the sink slot or the ring slot for window policies. Must agree with attention.c's slot_of (the ring has
+ * cap - n_sink = window + seg slots, so both formulas coincide). */
+int32_t ei_session_slot(const ei_session *s, int64_t p);
 
 /* attention.c — the one attention path, parameterised by the session's policy. */
 /* Checks that n more tokens fit the policy's budget (EI_ERR_CONTEXT_FULL otherwise). */

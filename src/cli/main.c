@@ -12,7 +12,7 @@
 /* ------------------------------------------------------------------ options */
 
 typedef struct opts {
-    const char *model, *spm, *prompt, *file, *adapter, *policy;
+    const char *model, *spm, *prompt, *file, *adapter, *policy, *save, *restore;
     int n_predict, top_k, seed_set, threads, stats, no_bos, ctx, n_prompt, n_gen, n_sink, window, seg;
     long long memory_budget;
     float temp, top_p, min_p, repeat_penalty;
@@ -28,6 +28,8 @@ static int usage(void) {
             "  generate -m MODEL (-p TEXT | -f FILE) [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
             "           [--repeat-penalty R] [--seed S] [--threads N] [--policy P] [--adapter FILE] [--stats]\n"
             "           [--ctx N] [--memory-budget BYTES] [--n-sink N] [--window N] [--seg N]\n"
+            "           [--save FILE] [--restore FILE]   checkpoint after generating (-n 0: after the prompt) /\n"
+            "           continue from one (-p/-f optional, appended; same model, policy, layout and sampling options)\n"
             "           policies: auto (default: edgeinfinite with --adapter, else full), full, streaming, edgeinfinite\n"
             "  tokenize (-m MODEL | --spm FILE) [--no-bos] (-p TEXT | -f FILE)\n"
             "  detokenize (-m MODEL | --spm FILE) ID...\n"
@@ -95,6 +97,8 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--seg")) { NUM(1, 1 << 20) o->seg = (int)d; }
         else if (!strcmp(a, "--memory-budget")) { NUM(1, 1e15) o->memory_budget = (long long)d; }
         else if (!strcmp(a, "--adapter")) { NEEDV() o->adapter = v; }
+        else if (!strcmp(a, "--save")) { NEEDV() o->save = v; }
+        else if (!strcmp(a, "--restore")) { NEEDV() o->restore = v; }
         else if (!strcmp(a, "--stats")) o->stats = 1;
         else if (!strcmp(a, "--no-bos")) o->no_bos = 1;
         else if (a[0] == '-' && a[1] && !(a[1] >= '0' && a[1] <= '9')) {
@@ -217,14 +221,15 @@ static int cmd_generate(const opts *o) {
     ei_model *m;
     int rc = load_model(o, &m);
     if (rc) return rc;
-    char *text = prompt_text(o);
+    /* --restore: the prompt is optional and continues the checkpoint's text (no BOS). */
+    char *text = o->restore && !o->prompt && !o->file ? strdup("") : prompt_text(o);
     ei_session *s = NULL;
     ei_sampler *smp = NULL;
     int32_t n = 0, *ids = NULL;
     int ret = 1;
     if (!text) goto out;
     const ei_tokenizer *tok = ei_model_get_tokenizer(m);
-    if (!(ids = tokenize_text(tok, text, 1, &n))) goto out;
+    if (!(ids = tokenize_text(tok, text, !o->restore, &n))) goto out;
     if ((ret = session_for(o, m, &s))) goto out;
     ret = 1;
     ei_sampler_params qp = ei_sampler_default_params();
@@ -238,9 +243,24 @@ static int cmd_generate(const opts *o) {
         fail("sampler", rc);
         goto out;
     }
+    if (o->restore) { /* session and sampler continue where the checkpoint left them */
+        const double t0 = now_ms();
+        if ((rc = ei_session_load(s, smp, o->restore))) {
+            fail("cannot restore checkpoint", rc);
+            goto out;
+        }
+        ei_session_stats st;
+        ei_session_get_stats(s, &st);
+        fprintf(stderr, "edgeinf: restored '%s' (%lld tokens) in %.2f ms\n", o->restore, (long long)st.tokens,
+                now_ms() - t0);
+    }
     for (int32_t i = 0; i < n; i++) ei_sampler_accept(smp, ids[i]);
     if (n > 0 && (rc = ei_session_prefill(s, ids, n))) {
         fail("prefill", rc);
+        goto out;
+    }
+    if (!ei_session_get_logits(s)) {
+        fprintf(stderr, "edgeinf: nothing to continue: the checkpoint holds no tokens and the prompt is empty\n");
         goto out;
     }
     ei_detok dt;
@@ -249,7 +269,7 @@ static int cmd_generate(const opts *o) {
     char piece[256];
     int32_t np;
     const int32_t eos = ei_tokenizer_eos(tok), nv = ei_model_n_vocab(m);
-    for (int i = 0; i < o->n_predict && n > 0; i++) {
+    for (int i = 0; i < o->n_predict; i++) {
         int32_t t = ei_sampler_sample(smp, ei_session_get_logits(s), nv);
         if (t == eos) break;
         ei_sampler_accept(smp, t);
@@ -257,7 +277,8 @@ static int cmd_generate(const opts *o) {
             fwrite(piece, 1, (size_t)np, stdout);
             fflush(stdout);
         }
-        if (i + 1 < o->n_predict && (rc = ei_session_decode(s, t))) {
+        /* the last token is only run through the model when a checkpoint must hold it */
+        if ((i + 1 < o->n_predict || o->save) && (rc = ei_session_decode(s, t))) {
             fputc('\n', stdout);
             fail("decode", rc);
             goto out;
@@ -265,6 +286,19 @@ static int cmd_generate(const opts *o) {
     }
     if (ei_detok_flush(&dt, piece, sizeof piece, &np) == 0 && np) fwrite(piece, 1, (size_t)np, stdout);
     fputc('\n', stdout);
+    if (o->save) {
+        const double t0 = now_ms();
+        size_t bytes = 0;
+        ei_session_save_to_buffer(s, smp, NULL, 0, &bytes);
+        if ((rc = ei_session_save(s, smp, o->save))) {
+            fail("cannot save checkpoint", rc);
+            goto out;
+        }
+        ei_session_stats st;
+        ei_session_get_stats(s, &st);
+        fprintf(stderr, "edgeinf: saved '%s' (%lld tokens, %zu bytes) in %.2f ms\n", o->save, (long long)st.tokens,
+                bytes, now_ms() - t0);
+    }
     if (o->stats) {
         ei_session_stats st;
         ei_session_get_stats(s, &st);
