@@ -13,7 +13,7 @@ want() { for p in "$@"; do have_pkg "$p" || need_apt+=("$p"); done; }
 want build-essential
 if [ "$what" = all ]; then
   want emscripten chromium python3-torch python3-numpy python3-sentencepiece sentencepiece \
-       libopenblas0-pthread python3-matplotlib
+       libopenblas0-pthread python3-matplotlib python3-jinja2
   # node/npm may come from another repository's nodejs package (which bundles npm): only install Debian's if absent.
   command -v node >/dev/null || want nodejs
   command -v npm >/dev/null || want npm

@@ -80,8 +80,10 @@ static int resolve_layout(const ei_model *m, ei_session_params *p) {
         }
         return 0;
     }
-    const ei_adapter *ad = p->adapter && p->policy == EI_POLICY_EDGEINFINITE ? p->adapter : NULL;
-    const int32_t rank = ad ? ad->rank : 0;
+    /* The adapter's layout is the default of every window policy (streaming as a baseline gets the same KV budget);
+     * its memory and rank only count for edgeinfinite. */
+    const ei_adapter *ad = p->adapter;
+    const int32_t rank = ad && p->policy == EI_POLICY_EDGEINFINITE ? ad->rank : 0;
     int32_t seg = p->seg > 0 ? p->seg : ad ? ad->seg : 128;
     while (p->seg <= 0 && !ad && seg > 8 && seg * 4 > ctx) seg /= 2;
     int32_t n_sink = p->n_sink > 0 ? p->n_sink : ad ? ad->n_sink : (seg < 16 ? seg : 16);
