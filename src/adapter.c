@@ -10,17 +10,6 @@
 #include "model.h"
 #include "quant.h"
 
-static int get_u32(const ei_gguf *g, const char *key, int64_t lo, int64_t hi, int32_t *out) {
-    int64_t v;
-    int rc = ei_gguf_get_i64(g, key, &v);
-    if (rc) return rc;
-    if (v < lo || v > hi)
-        return ei_set_error(EI_ERR_FORMAT, "adapter: %s = %lld outside [%lld, %lld]", key, (long long)v, (long long)lo,
-                            (long long)hi);
-    *out = (int32_t)v;
-    return 0;
-}
-
 /* Copies tensor `name` of shape [ne0, ne1] into dst as f32. */
 static int copy_tensor(const ei_gguf *g, const char *name, int64_t ne0, int64_t ne1, float *dst) {
     const ei_gguf_tensor *t = ei_gguf_find_tensor(g, name);
@@ -37,7 +26,7 @@ static int copy_tensor(const ei_gguf *g, const char *name, int64_t ne0, int64_t 
 }
 
 static int check_dim(const ei_gguf *g, const char *key, int32_t want, int32_t *out) {
-    int rc = get_u32(g, key, 1, 1 << 20, out);
+    int rc = ei_gguf_get_i32_range(g, key, 1, 1 << 20, out);
     if (rc) return rc;
     if (*out != want)
         return ei_set_error(EI_ERR_MISMATCH, "adapter was made for another model: %s = %d, the base model has %d", key,
@@ -53,7 +42,7 @@ static int adapter_init(ei_adapter *a, const ei_model *m, const ei_gguf *g) {
         return ei_set_error(EI_ERR_FORMAT, "not an edgeinf adapter: general.architecture is '%.*s'",
                             (int)(s.len > 64 ? 64 : s.len), s.ptr);
     int32_t version = 0;
-    if ((rc = get_u32(g, "edgeinf.adapter.version", 0, 1 << 30, &version))) return rc;
+    if ((rc = ei_gguf_get_i32_range(g, "edgeinf.adapter.version", 0, 1 << 30, &version))) return rc;
     if (version != 1)
         return ei_set_error(EI_ERR_UNSUPPORTED, "adapter format version %d not supported (this build reads 1)", version);
     if ((rc = ei_gguf_get_str(g, "edgeinf.adapter.kind", &s))) return rc;
@@ -66,10 +55,10 @@ static int adapter_init(ei_adapter *a, const ei_model *m, const ei_gguf *g) {
     if ((rc = check_dim(g, "edgeinf.adapter.n_head_kv", hp->n_head_kv, &a->n_head_kv))) return rc;
     if ((rc = check_dim(g, "edgeinf.adapter.head_dim", hp->head_dim, &a->head_dim))) return rc;
     if ((rc = check_dim(g, "edgeinf.adapter.dim", hp->dim, &a->dim))) return rc;
-    if ((rc = get_u32(g, "edgeinf.ei.n_sink", 0, 1 << 20, &a->n_sink))) return rc;
-    if ((rc = get_u32(g, "edgeinf.ei.window", 1, 1 << 22, &a->window))) return rc;
-    if ((rc = get_u32(g, "edgeinf.ei.seg", 1, 1 << 20, &a->seg))) return rc;
-    if ((rc = get_u32(g, "edgeinf.ei.rank", 0, 1024, &a->rank))) return rc;
+    if ((rc = ei_gguf_get_i32_range(g, "edgeinf.ei.n_sink", 0, 1 << 20, &a->n_sink))) return rc;
+    if ((rc = ei_gguf_get_i32_range(g, "edgeinf.ei.window", 1, 1 << 22, &a->window))) return rc;
+    if ((rc = ei_gguf_get_i32_range(g, "edgeinf.ei.seg", 1, 1 << 20, &a->seg))) return rc;
+    if ((rc = ei_gguf_get_i32_range(g, "edgeinf.ei.rank", 0, 1024, &a->rank))) return rc;
     if (a->window % a->seg)
         return ei_set_error(EI_ERR_FORMAT, "adapter: window %d is not a multiple of seg %d", a->window, a->seg);
     if ((rc = ei_gguf_get_f32(g, "edgeinf.ei.eps", &a->eps))) return rc;

@@ -275,6 +275,17 @@ int ei_gguf_get_i64(const ei_gguf *g, const char *key, int64_t *out) {
     }
 }
 
+int ei_gguf_get_i32_range(const ei_gguf *g, const char *key, int64_t lo, int64_t hi, int32_t *out) {
+    int64_t v;
+    int rc = ei_gguf_get_i64(g, key, &v);
+    if (rc) return rc;
+    if (v < lo || v > hi)
+        return ei_set_error(EI_ERR_FORMAT, "gguf: %s = %lld is outside [%lld, %lld]", key, (long long)v, (long long)lo,
+                            (long long)hi);
+    *out = (int32_t)v;
+    return 0;
+}
+
 int ei_gguf_get_f32(const ei_gguf *g, const char *key, float *out) {
     const ei_gguf_kv *kv = ei_gguf_find(g, key);
     if (!kv) return ei_set_error(EI_ERR_MISSING_KEY, "gguf: required key '%s' missing", key);

@@ -58,6 +58,8 @@ const ei_gguf_tensor *ei_gguf_find_tensor(const ei_gguf *g, const char *name);
  * getters accept any integer type whose value fits. */
 int ei_gguf_get_i64(const ei_gguf *g, const char *key, int64_t *out);
 int ei_gguf_get_f32(const ei_gguf *g, const char *key, float *out);
+/* Integer in [lo, hi] (hi <= INT32_MAX) into an int32; EI_ERR_FORMAT naming the key when outside. */
+int ei_gguf_get_i32_range(const ei_gguf *g, const char *key, int64_t lo, int64_t hi, int32_t *out);
 int ei_gguf_get_bool(const ei_gguf *g, const char *key, int *out);
 int ei_gguf_get_str(const ei_gguf *g, const char *key, ei_gguf_str *out);
 /* 1 if the string equals s. */

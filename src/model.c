@@ -24,17 +24,6 @@ ei_model_params ei_model_default_params(void) {
 
 /* ------------------------------------------------------------------ hparams */
 
-static int get_dim(const ei_gguf *g, const char *key, int64_t lo, int64_t hi, int32_t *out) {
-    int64_t v;
-    int rc = ei_gguf_get_i64(g, key, &v);
-    if (rc) return rc;
-    if (v < lo || v > hi)
-        return ei_set_error(EI_ERR_FORMAT, "gguf: %s = %lld is outside [%lld, %lld]", key, (long long)v, (long long)lo,
-                            (long long)hi);
-    *out = (int32_t)v;
-    return 0;
-}
-
 static int load_hparams(ei_model *m) {
     const ei_gguf *g = &m->gguf;
     ei_gguf_str arch;
@@ -44,15 +33,15 @@ static int load_hparams(ei_model *m) {
         return ei_set_error(EI_ERR_UNSUPPORTED, "architecture '%.*s' not supported (only 'llama')",
                             (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     ei_hparams *hp = &m->hp;
-    if ((rc = get_dim(g, "llama.embedding_length", 1, MAX_DIM, &hp->dim))) return rc;
-    if ((rc = get_dim(g, "llama.block_count", 1, MAX_LAYERS, &hp->n_layer))) return rc;
-    if ((rc = get_dim(g, "llama.feed_forward_length", 1, 4 * MAX_DIM, &hp->ffn_dim))) return rc;
-    if ((rc = get_dim(g, "llama.attention.head_count", 1, 4096, &hp->n_head))) return rc;
+    if ((rc = ei_gguf_get_i32_range(g, "llama.embedding_length", 1, MAX_DIM, &hp->dim))) return rc;
+    if ((rc = ei_gguf_get_i32_range(g, "llama.block_count", 1, MAX_LAYERS, &hp->n_layer))) return rc;
+    if ((rc = ei_gguf_get_i32_range(g, "llama.feed_forward_length", 1, 4 * MAX_DIM, &hp->ffn_dim))) return rc;
+    if ((rc = ei_gguf_get_i32_range(g, "llama.attention.head_count", 1, 4096, &hp->n_head))) return rc;
     hp->n_head_kv = hp->n_head;
     if (ei_gguf_find(g, "llama.attention.head_count_kv") &&
-        (rc = get_dim(g, "llama.attention.head_count_kv", 1, 4096, &hp->n_head_kv)))
+        (rc = ei_gguf_get_i32_range(g, "llama.attention.head_count_kv", 1, 4096, &hp->n_head_kv)))
         return rc;
-    if ((rc = get_dim(g, "llama.context_length", 1, 1 << 24, &hp->n_ctx_train))) return rc;
+    if ((rc = ei_gguf_get_i32_range(g, "llama.context_length", 1, 1 << 24, &hp->n_ctx_train))) return rc;
     if (hp->dim % hp->n_head)
         return ei_set_error(EI_ERR_FORMAT, "embedding length %d not divisible by head count %d", hp->dim, hp->n_head);
     if (hp->n_head % hp->n_head_kv)
@@ -61,7 +50,7 @@ static int load_hparams(ei_model *m) {
     if (hp->head_dim % 2) return ei_set_error(EI_ERR_FORMAT, "head dimension %d is odd (RoPE needs pairs)", hp->head_dim);
     hp->rope_dim = hp->head_dim;
     if (ei_gguf_find(g, "llama.rope.dimension_count") &&
-        (rc = get_dim(g, "llama.rope.dimension_count", 2, hp->head_dim, &hp->rope_dim)))
+        (rc = ei_gguf_get_i32_range(g, "llama.rope.dimension_count", 2, hp->head_dim, &hp->rope_dim)))
         return rc;
     hp->rope_base = 10000.0f;
     if (ei_gguf_find(g, "llama.rope.freq_base") && (rc = ei_gguf_get_f32(g, "llama.rope.freq_base", &hp->rope_base)))
