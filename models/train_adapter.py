@@ -314,6 +314,7 @@ def main():
     ap.add_argument("--window", type=int, default=512)
     ap.add_argument("--seg", type=int, default=128)
     ap.add_argument("--eps", type=float, default=1e-6)
+    ap.add_argument("--init", default=None, help="start from this adapter GGUF (its rank and layout win)")
     ap.add_argument("--rank", default="auto", help="low-rank adapter rank, or auto (largest within the budget)")
     ap.add_argument("--max-params-frac", type=float, default=0.01)
     ap.add_argument("--gate-bias", type=float, default=-3.0, help="initial gate bias (sigmoid(-3) = 0.05)")
@@ -382,14 +383,22 @@ def main():
     # -- layout and adapter --
     if args.window % args.seg:
         die(f"--window {args.window} is not a multiple of --seg {args.seg}")
+    if args.init:
+        try:
+            adapter = load_adapter_gguf(args.init, cfg).to(device)
+        except (ValueError, OSError) as e:
+            die(f"--init {args.init}: {e}")
+        rank = adapter.rank
+        args.n_sink, args.window, args.seg, args.eps = adapter.n_sink, adapter.window, adapter.seg, adapter.eps
+    else:
+        rank = choose_rank(cfg, base_params, args.max_params_frac, args.rank)
+        gen = torch.Generator().manual_seed(args.seed)
+        adapter = EdgeInfAdapter.for_model(cfg, rank=rank, n_sink=args.n_sink, window=args.window, seg=args.seg,
+                                           eps=args.eps, gate_bias=args.gate_bias, generator=gen).to(device)
     budget = args.n_sink + args.window + args.seg
     if budget > cfg.max_seq_len:
         die(f"n_sink + window + seg = {budget} exceeds the model's context {cfg.max_seq_len}: attention would see "
             f"positions it was never trained on; pass smaller --window/--seg")
-    rank = choose_rank(cfg, base_params, args.max_params_frac, args.rank)
-    gen = torch.Generator().manual_seed(args.seed)
-    adapter = EdgeInfAdapter.for_model(cfg, rank=rank, n_sink=args.n_sink, window=args.window, seg=args.seg,
-                                       eps=args.eps, gate_bias=args.gate_bias, generator=gen).to(device)
     n_ad = adapter.n_params()
     frac = n_ad / base_params
     log(f"base {args.model}: {base_params:,} params, dim {cfg.dim}, {cfg.n_layers} layers, {cfg.n_heads} heads "
