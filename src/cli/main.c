@@ -6,10 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "edgeinf.h"
 
 /* ------------------------------------------------------------------ options */
+
+#define DEFAULT_MODEL "models/edgeinf-default-q8_0.gguf"
 
 typedef struct opts {
     const char *model, *spm, *prompt, *file, *adapter, *policy, *save, *restore;
@@ -23,7 +26,7 @@ typedef struct opts {
 
 static int usage(void) {
     fprintf(stderr,
-            "usage: edgeinf <command> [options]\n"
+            "usage: edgeinf <command> [options]     (-m defaults to $EDGEINF_MODEL or " DEFAULT_MODEL ")\n"
             "  info -m MODEL\n"
             "  generate -m MODEL (-p TEXT | -f FILE) [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
             "           [--repeat-penalty R] [--seed S] [--threads N] [--policy P] [--adapter FILE] [--stats]\n"
@@ -138,14 +141,33 @@ static int fail(const char *what, int rc) {
     return 1;
 }
 
-static int load_model(const opts *o, ei_model **m) {
-    if (!o->model) {
-        fprintf(stderr, "edgeinf: -m MODEL is required\n");
-        return 2;
+/* The model when -m is not given: $EDGEINF_MODEL, else the shipped default model next to the binary's checkout
+ * (<exe dir>/../models/...), else ./models/... (path buffer owned by the caller). */
+static const char *default_model(char *buf, size_t cap) {
+    const char *env = getenv("EDGEINF_MODEL");
+    if (env && *env) return env;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(buf, cap, "%s/../%s", exe, DEFAULT_MODEL);
+            if (access(buf, R_OK) == 0) return buf;
+        }
     }
+    return DEFAULT_MODEL;
+}
+
+static int load_model(const opts *o, ei_model **m) {
+    char buf[4200];
+    const char *path = o->model ? o->model : default_model(buf, sizeof buf);
     ei_model_params mp = ei_model_default_params();
     mp.n_threads = o->threads;
-    int rc = ei_model_load_from_file(o->model, &mp, m);
+    int rc = ei_model_load_from_file(path, &mp, m);
+    if (rc && !o->model)
+        fprintf(stderr, "edgeinf: no -m given, so the default model '%s' was tried\n", path);
     return rc ? fail("cannot load model", rc) : 0;
 }
 
