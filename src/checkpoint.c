@@ -83,6 +83,7 @@ static uint32_t crc32_of(const uint8_t *p, size_t n) {
 
 /* ------------------------------------------------------------------ little-endian encoding */
 
+/* 1 on a little-endian host (every engine target): then encoding is a plain copy. */
 static int host_is_le(void) {
     const uint16_t x = 1;
     return *(const uint8_t *)&x == 1;
@@ -100,6 +101,7 @@ static void copy_le(void *dst, const void *src, size_t n, size_t width) {
         for (size_t b = 0; b < width; b++) d[i * width + b] = s[i * width + width - 1 - b];
 }
 
+/* Fixed-width little-endian fields of the header and CNTR, independent of the host's byte order. */
 static void put_u32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
@@ -135,9 +137,12 @@ enum { C_POLICY, C_N_SINK, C_WINDOW, C_SEG, C_CAP, C_N_LAYER, C_N_HEAD_KV, C_HEA
 static const char *const config_names[C_COUNT] = {"policy",    "n_sink",    "window",   "seg",     "cache slots (n_ctx)",
                                                   "n_layer",   "n_head_kv", "head_dim", "n_vocab", "adapter rank"};
 
+/* streaming / edgeinfinite (a ring of segments), as opposed to full. */
 static int is_window(const ei_session *s) { return s->n_seg_window > 0; }
+/* Low-rank code width per cached token (edgeinfinite with a rank > 0 adapter), else 0. */
 static int32_t rank_of(const ei_session *s) { return s->adapter ? s->adapter->rank : 0; }
 
+/* The session's header layout fields, in file order: what a checkpoint must match to load. */
 static void session_config(const ei_session *s, int32_t cfg[C_COUNT]) {
     const ei_hparams *hp = &s->model->hp;
     cfg[C_POLICY] = s->policy;
@@ -339,6 +344,7 @@ int ei_session_save_to_buffer(const ei_session *s, const ei_sampler *smp, void *
 
 /* ------------------------------------------------------------------ load */
 
+/* Where each section's payload lies inside the caller's bytes (nothing is copied before validation ends). */
 typedef struct ck_view {
     const uint8_t *p[S_COUNT]; /* payload of each section present, else NULL */
     uint64_t len[S_COUNT];
