@@ -77,9 +77,12 @@ $(BUILD)/tests/logits_dump: tests/tools/logits_dump.c $(BUILD)/libedgeinf-asan.a
 	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) -o $@ $< $(BUILD)/libedgeinf-asan.a $(LDLIBS)
 
 .PHONY: test-parity test-cli deps
-# C engine vs the PyTorch reference on the tiny fixtures (1 and 2 threads).
+# C engine vs the PyTorch reference on the tiny fixtures (1 and 2 threads): full on every file type, then
+# full / streaming / edgeinfinite across 12 evictions.
 test-parity: $(BUILD)/tests/logits_dump
-	$(PY) tests/parity/check_parity.py $(BUILD)/tests/logits_dump tests/fixtures/tiny 1 2
+	set -o pipefail; $(PY) tests/parity/check_parity.py $(BUILD)/tests/logits_dump tests/fixtures/tiny 1 2 | tee $(BUILD)/parity-full.log
+	set -o pipefail; $(PY) tests/parity/check_policies.py $(BUILD)/tests/logits_dump tests/fixtures/tiny-ei 1 2 | tee $(BUILD)/parity-policies.log
+	@cat $(BUILD)/parity-full.log $(BUILD)/parity-policies.log | $(PY) tests/sum_results.py parity
 
 test-cli: $(BUILD)/edgeinf-asan
 	tests/cli/run.sh $(BUILD)/edgeinf-asan
