@@ -1,0 +1,412 @@
+"""Tests of the PoD policy (docs/pod.md), its adapter GGUF and the calibration helpers.
+
+The policy is checked against `naive_pod`, an independent per-query transcription of the contract (numpy, complex
+RoPE, explicit proximal/distant sets, the anchor's logits/keys looked up per token), then at model level: one block per
+layer == full exactly, no distant token == full exactly, incremental == batched for several chunkings, the KV bytes held
+== the contract's formula, and with identical key inputs share=keys == full.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = os.path.dirname(HERE)
+sys.path.insert(0, MODELS)
+
+from edgeinf_ref.adapter import EdgeInfAdapter  # noqa: E402
+from edgeinf_ref.attention import AttnCall, FullPolicy, Rope  # noqa: E402
+from edgeinf_ref.gguf import GGUFWriter, T, read_gguf  # noqa: E402
+from edgeinf_ref.llama import Llama, LlamaConfig  # noqa: E402
+from edgeinf_ref.pod import (PodConfig, PodPolicy, blocks_from_starts, kv_bytes_held, kv_saving,  # noqa: E402
+                             load_pod_gguf, starts_from_blocks)
+
+import pod_calibrate  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def tiny_model(n_layers=4, seed=0, dtype=torch.float64):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=96, dim=64, n_layers=n_layers, n_heads=4, n_kv_heads=2, ffn_dim=96, max_seq_len=128)
+    m = Llama(cfg)
+    with torch.no_grad():
+        for _, p in m.named_parameters():
+            if p.dim() == 1:
+                p.uniform_(0.5, 1.5)
+            else:
+                p.normal_(0, 1.0 / math.sqrt(p.shape[1]))
+    return m.to(dtype).eval(), cfg
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Independent transcription of the contract, one query at a time
+# ----------------------------------------------------------------------------------------------------------
+
+def _rot(x, p, theta=10000.0):
+    """RoPE (adjacent pairs) of vector x (D,) at position p, via complex numbers."""
+    D = x.shape[0]
+    c = (x[0::2] + 1j * x[1::2]) * np.exp(1j * p * theta ** (-2.0 * np.arange(D // 2) / D))
+    out = np.empty(D)
+    out[0::2], out[1::2] = c.real, c.imag
+    return out
+
+
+def naive_pod(layers, blocks, n_sink, n_recent, share):
+    """layers: per layer (q0 (H,T,D), k0 (Hkv,T,D), v (Hkv,T,D)) numpy float64 -> per layer output (H,T,D), following
+    docs/pod.md literally: proximal t (t < n_sink or p - n_recent < t <= p) -> own logit; distant t (n_sink <= t <=
+    p - n_recent) -> the anchor's logit (scores) or own query . anchor key (keys); one softmax; own values."""
+    anchor = {l: b[0] for b in blocks for l in b}
+    outs = []
+    for l, (q0, k0, v) in enumerate(layers):
+        H, T, D = q0.shape
+        Hkv = k0.shape[0]
+        a = anchor[l]
+        qa, ka = layers[a][0], layers[a][1]
+        out = np.zeros((H, T, D))
+        for p in range(T):
+            for h in range(H):
+                g = h // (H // Hkv)
+                sc = []
+                for t in range(p + 1):
+                    if t < n_sink or t > p - n_recent:
+                        s = _rot(q0[h, p], p) @ _rot(k0[g, t], t)
+                    elif share == "scores":
+                        s = _rot(qa[h, p], p) @ _rot(ka[g, t], t)
+                    else:
+                        s = _rot(q0[h, p], p) @ _rot(ka[g, t], t)
+                    sc.append(s / math.sqrt(D))
+                w = np.exp(np.array(sc) - max(sc))
+                out[h, p] = (w / w.sum()) @ v[g, :p + 1]
+        outs.append(out)
+    return outs
+
+
+def random_layers(n_layers, T, seed=0, H=4, Hkv=2, D=8):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(1, H, T, D, generator=g, dtype=torch.float64),
+             torch.randn(1, Hkv, T, D, generator=g, dtype=torch.float64),
+             torch.randn(1, Hkv, T, D, generator=g, dtype=torch.float64)) for _ in range(n_layers)]
+
+
+def run_layers(pol, layers, chunk=None, n_heads=4, n_kv=2, D=8):
+    """Feed the per-layer inputs through pol: batched (chunk None) or incremental in chunks (all layers of a chunk
+    in order, like the model). Returns (per layer output (H,T,D) numpy, layer states or None)."""
+    rope = Rope(D, 10000.0)
+    T_ = layers[0][0].shape[2]
+    xn = torch.zeros(1, T_, 1, dtype=torch.float64)
+    if chunk is None:
+        return [pol.attend(AttnCall(l, q0, k0, v, torch.arange(T_), rope, xn), None)[0].numpy()
+                for l, (q0, k0, v) in enumerate(layers)], None
+    cfg = LlamaConfig(vocab_size=8, dim=n_heads * D, n_layers=len(layers), n_heads=n_heads, n_kv_heads=n_kv, ffn_dim=8)
+    states = [pol.new_layer_state(cfg, l, 1, "cpu", torch.float64) for l in range(len(layers))]
+    outs = [[] for _ in layers]
+    for s in range(0, T_, chunk):
+        sl = slice(s, min(T_, s + chunk))
+        pos = torch.arange(sl.start, sl.stop)
+        for l, (q0, k0, v) in enumerate(layers):
+            outs[l].append(pol.attend(AttnCall(l, q0[:, :, sl], k0[:, :, sl], v[:, :, sl], pos, rope,
+                                               xn[:, sl]), states[l]))
+    return [torch.cat(o, 2)[0].numpy() for o in outs], states
+
+
+class TestPodVsNaive(unittest.TestCase):
+    """Attention level, random inputs per layer: batched and incremental paths equal the literal transcription."""
+
+    def setUp(self):
+        torch.set_grad_enabled(False)
+
+    def tearDown(self):
+        torch.set_grad_enabled(True)
+
+    def _check(self, blocks, n_sink, n_recent, share, T_=30, chunks=(1, 3, 8)):
+        layers = random_layers(sum(len(b) for b in blocks), T_, seed=len(blocks) + n_sink + n_recent)
+        exp = naive_pod([tuple(x[0].numpy() for x in lay) for lay in layers], blocks, n_sink, n_recent, share)
+        pol = PodPolicy(blocks, n_sink, n_recent, share)
+        got, _ = run_layers(pol, layers)
+        for l in range(len(layers)):
+            np.testing.assert_allclose(got[l], exp[l], rtol=0, atol=1e-10, err_msg=f"batched layer {l}")
+        for ch in chunks:
+            got, states = run_layers(pol, layers, ch)
+            for l in range(len(layers)):
+                np.testing.assert_allclose(got[l], exp[l], rtol=0, atol=1e-10, err_msg=f"chunk {ch} layer {l}")
+            for st in states:   # non-anchor layers really dropped their distant keys
+                want = T_ if st.is_anchor else min(T_, n_sink + n_recent - 1)
+                self.assertEqual(st.n_keys, want)
+                self.assertEqual(len(st), T_)
+        return exp
+
+    def test_policies(self):
+        for blocks in ([[0, 1, 2]], [[0], [1, 2]], [[0, 1], [2]]):
+            for share in ("scores", "keys"):
+                for n_sink, n_recent in ((4, 6), (0, 5), (2, 1), (3, 40)):
+                    with self.subTest(blocks=blocks, share=share, n_sink=n_sink, n_recent=n_recent):
+                        self._check(blocks, n_sink, n_recent, share)
+
+    def test_naive_detects_off_by_one(self):
+        """The transcription is sharp: one more recent token, or the other sharing mode, gives other outputs."""
+        blocks = [[0, 1]]
+        layers = random_layers(2, 24, seed=3)
+        npl = [tuple(x[0].numpy() for x in lay) for lay in layers]
+        exp = naive_pod(npl, blocks, 2, 5, "scores")
+        for pol in (PodPolicy(blocks, 2, 6, "scores"), PodPolicy(blocks, 3, 5, "scores"),
+                    PodPolicy(blocks, 2, 5, "keys")):
+            got, _ = run_layers(pol, layers)
+            self.assertGreater(np.abs(got[1] - exp[1]).max(), 1e-3, pol.describe())
+            np.testing.assert_allclose(got[0], exp[0], rtol=0, atol=1e-10)   # the anchor attends like full
+
+    def test_identical_keys_make_share_keys_exact(self):
+        """share=keys with the anchor's keys equal to the layer's own (same key input) is exactly full attention;
+        share=scores needs the queries equal too."""
+        T_ = 40
+        base = random_layers(3, T_, seed=5)
+        same_k = [(q0, base[0][1], v) for q0, _, v in base]
+        full = naive_pod([tuple(x[0].numpy() for x in lay) for lay in same_k], [[0], [1], [2]], 4, 6, "keys")
+        got, _ = run_layers(PodPolicy([[0, 1, 2]], 4, 6, "keys"), same_k, 5)
+        for l in range(3):
+            np.testing.assert_allclose(got[l], full[l], rtol=0, atol=1e-12)
+        got, _ = run_layers(PodPolicy([[0, 1, 2]], 4, 6, "scores"), same_k, 5)
+        self.assertGreater(np.abs(got[1] - full[1]).max(), 1e-3)
+        same_qk = [(base[0][0], base[0][1], v) for _, _, v in base]
+        full = naive_pod([tuple(x[0].numpy() for x in lay) for lay in same_qk], [[0], [1], [2]], 4, 6, "scores")
+        got, _ = run_layers(PodPolicy([[0, 1, 2]], 4, 6, "scores"), same_qk, 5)
+        for l in range(3):
+            np.testing.assert_allclose(got[l], full[l], rtol=0, atol=1e-12)
+
+
+class TestPodModel(unittest.TestCase):
+    """Model level (4-layer random float64 Llama)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.m, cls.cfg = tiny_model()
+        g = torch.Generator().manual_seed(1)
+        cls.tokens = torch.randint(0, cls.cfg.vocab_size, (1, 70), generator=g)
+
+    def setUp(self):
+        torch.set_grad_enabled(False)
+
+    def tearDown(self):
+        torch.set_grad_enabled(True)
+
+    def _incremental(self, pol, chunk, tokens=None):
+        t = self.tokens if tokens is None else tokens
+        st = self.m.new_state(pol, 1)
+        return torch.cat([self.m(t[:, s:s + chunk], state=st)[0] for s in range(0, t.shape[1], chunk)], 0), st
+
+    def test_one_block_per_layer_is_full_exactly(self):
+        full_b = self.m(self.tokens)[0]
+        for share in ("scores", "keys"):
+            pol = PodPolicy([[0], [1], [2], [3]], 4, 8, share)
+            self.assertTrue(torch.equal(self.m(self.tokens, policy=pol)[0], full_b), share)
+            for chunk in (1, 9):
+                inc, st = self._incremental(pol, chunk)
+                ref, _ = self._incremental(FullPolicy(), chunk)
+                self.assertTrue(torch.equal(inc, ref), (share, chunk))
+                self.assertEqual([s.n_keys for s in st.layers], [70] * 4)
+
+    def test_no_distant_tokens_is_full_exactly(self):
+        t = self.tokens[:, :20]
+        full_b = self.m(t)[0]
+        for share in ("scores", "keys"):
+            for n_sink, n_recent in ((4, 16), (0, 20), (19, 1)):
+                pol = PodPolicy([[0, 1, 2, 3]], n_sink, n_recent, share)
+                self.assertTrue(torch.equal(self.m(t, policy=pol)[0], full_b))
+                for chunk in (1, 6):
+                    inc, _ = self._incremental(pol, chunk, t)
+                    ref, _ = self._incremental(FullPolicy(), chunk, t)
+                    self.assertTrue(torch.equal(inc, ref), (share, n_sink, n_recent, chunk))
+            # one more token is distant for the last query: no longer full
+            pol = PodPolicy([[0, 1, 2, 3]], 4, 15, share)
+            self.assertGreater(float((self.m(t, policy=pol)[0] - full_b).abs().max()), 1e-6)
+
+    def test_incremental_equals_batched(self):
+        for blocks in ([[0, 1], [2, 3]], [[0], [1, 2, 3]], [[0, 1, 2, 3]]):
+            for share in ("scores", "keys"):
+                pol = PodPolicy(blocks, 4, 8, share)
+                b = self.m(self.tokens, policy=pol)[0]
+                self.assertGreater(float((b - self.m(self.tokens)[0]).abs().max()), 1e-3)   # pod is not full here
+                for chunk in (1, 5, 16, 70):
+                    inc, _ = self._incremental(pol, chunk)
+                    self.assertLess(float((inc - b).abs().max()), 1e-11, (blocks, share, chunk))
+
+    def test_float32_batched_close_to_float64(self):
+        m32 = self.m.float()
+        try:
+            pol = PodPolicy([[0, 1], [2, 3]], 4, 8, "keys")
+            a = m32(self.tokens, policy=pol)[0].double()
+            b = self.m.double()(self.tokens, policy=pol)[0]
+            self.assertLess(float((a - b).abs().max()), 1e-3)
+        finally:
+            self.m.double()
+
+    def test_kv_bytes_formula(self):
+        cfg = self.cfg
+        kv_dim = cfg.n_kv_heads * cfg.head_dim
+        for blocks in ([[0, 1], [2, 3]], [[0, 1, 2, 3]], [[0], [1], [2], [3]]):
+            pol = PodPolicy(blocks, 4, 8, "scores")
+            st = self.m.new_state(pol, 1)
+            for n_new in (1, 7, 3, 30, 29):
+                self.m(self.tokens[:, st.pos:st.pos + n_new], state=st)
+                n = st.pos
+                held = sum(s.nbytes() for s in st.layers)
+                self.assertEqual(held, kv_bytes_held(n, 4, len(blocks), kv_dim, 4, 8, elem=8), (blocks, n))
+        self.assertAlmostEqual(kv_saving(10 ** 9, 6, 1, 16, 128), 5 / 12, places=6)
+        self.assertEqual(kv_saving(100, 6, 6, 16, 128), 0.0)
+
+    def test_state_errors(self):
+        pol = PodPolicy([[0, 1], [2, 3]], 4, 8)
+        st = self.m.new_state(pol, 1)
+        self.m(self.tokens[:, :5], state=st)
+        with self.assertRaises(ValueError):   # a gap in positions
+            st.layers[0].next_pos = 9
+            self.m(self.tokens[:, :2], state=st)
+        with self.assertRaises(ValueError):   # states created out of order
+            pol.new_layer_state(self.cfg, 2, 1, "cpu", torch.float64)
+        m6, _ = tiny_model(n_layers=6)
+        with self.assertRaises(ValueError):   # blocks for 4 layers, model of 6
+            m6.new_state(pol, 1)
+
+    def test_bad_blocks(self):
+        for blocks in ([], [[0, 2]], [[1, 2]], [[0], []], [[1], [0]], [[0, 1], [1, 2]]):
+            with self.assertRaises(ValueError, msg=str(blocks)):
+                PodPolicy(blocks, 4, 8)
+        with self.assertRaises(ValueError):
+            PodPolicy([[0]], 4, 0)
+        with self.assertRaises(ValueError):
+            PodPolicy([[0]], -1, 4)
+        with self.assertRaises(ValueError):
+            PodPolicy([[0]], 4, 4, "values")
+        self.assertEqual(blocks_from_starts([0, 2, 3], 6), [[0, 1], [2], [3, 4, 5]])
+        self.assertEqual(starts_from_blocks([[0, 1], [2], [3, 4, 5]], 6), [0, 2, 3])
+        for starts in ([], [1], [0, 0], [0, 3, 2], [0, 6]):
+            with self.assertRaises(ValueError, msg=str(starts)):
+                blocks_from_starts(starts, 6)
+        with self.assertRaises(ValueError):
+            starts_from_blocks([[0, 1]], 3)
+
+
+class TestPodAdapter(unittest.TestCase):
+    def setUp(self):
+        self.cfg = LlamaConfig(vocab_size=96, dim=64, n_layers=4, n_heads=4, n_kv_heads=2, ffn_dim=96)
+        self.dir = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.dir.name, name)
+
+    def test_roundtrip_pod(self):
+        sim = np.arange(16, dtype=np.float32).reshape(4, 4) / 16
+        pc = PodConfig.for_model(self.cfg, [0, 1, 3], 4, 16, "keys", 0.75, sim)
+        pc.save_gguf(self.path("a.gguf"))
+        g = read_gguf(self.path("a.gguf"))
+        self.assertEqual(g.get("edgeinf.adapter.kind"), "pod")
+        self.assertEqual(g.types["edgeinf.pod.block_starts"], (T.ARRAY, T.UINT32))
+        self.assertEqual(len(g.tensors), 0)
+        back, ei = load_pod_gguf(self.path("a.gguf"), self.cfg)
+        self.assertIsNone(ei)
+        self.assertEqual((back.block_starts, back.n_sink, back.n_recent, back.share), ([0, 1, 3], 4, 16, "keys"))
+        self.assertAlmostEqual(back.delta, 0.75, places=6)
+        np.testing.assert_array_equal(back.similarity, sim)
+        self.assertEqual(back.blocks, [[0], [1, 2], [3]])
+        self.assertEqual(back.policy().describe(), "pod share=keys n_sink=4 n_recent=16 blocks=0,1-2,3")
+
+    def test_roundtrip_edgeinfinite_pod(self):
+        ad = EdgeInfAdapter.for_model(self.cfg, rank=2, n_sink=4, window=16, seg=8)
+        with torch.no_grad():
+            ad.gate_b.normal_()
+        pc = PodConfig.for_model(self.cfg, [0, 2], 4, 8, "scores", 0.9)
+        pc.save_gguf(self.path("b.gguf"), ei_adapter=ad)
+        g = read_gguf(self.path("b.gguf"))
+        self.assertEqual(g.get("edgeinf.adapter.kind"), "edgeinfinite+pod")
+        back, ei = load_pod_gguf(self.path("b.gguf"), self.cfg)
+        self.assertEqual(back.block_starts, [0, 2])
+        self.assertEqual((ei.n_sink, ei.window, ei.seg, ei.rank), (4, 16, 8, 2))
+        self.assertTrue(torch.equal(ei.gate_b, ad.gate_b))
+        with self.assertRaises(ValueError):   # n_sink differs from the EdgeInfinite layout's
+            PodConfig.for_model(self.cfg, [0, 2], 5, 8).save_gguf(self.path("c.gguf"), ei_adapter=ad)
+        with self.assertRaises(ValueError):   # n_recent > window
+            PodConfig.for_model(self.cfg, [0, 2], 4, 17).save_gguf(self.path("c.gguf"), ei_adapter=ad)
+
+    def _write(self, name, **over):
+        """A kind 'pod' adapter with some keys replaced (value, type, elem type) or removed (None)."""
+        keys = {"general.architecture": ("edgeinf-adapter", T.STRING, None),
+                "edgeinf.adapter.version": (1, T.UINT32, None), "edgeinf.adapter.kind": ("pod", T.STRING, None),
+                "edgeinf.adapter.n_layer": (4, T.UINT32, None), "edgeinf.adapter.n_head": (4, T.UINT32, None),
+                "edgeinf.adapter.n_head_kv": (2, T.UINT32, None), "edgeinf.adapter.head_dim": (16, T.UINT32, None),
+                "edgeinf.adapter.dim": (64, T.UINT32, None), "edgeinf.pod.n_sink": (4, T.UINT32, None),
+                "edgeinf.pod.n_recent": (16, T.UINT32, None), "edgeinf.pod.share": ("scores", T.STRING, None),
+                "edgeinf.pod.delta": (0.5, T.FLOAT32, None),
+                "edgeinf.pod.block_starts": ([0, 2], T.ARRAY, T.UINT32)}
+        keys.update(over)
+        w = GGUFWriter()
+        for k, v in keys.items():
+            if v is not None:
+                w.add(k, v[0], v[1], v[2])
+        w.write(self.path(name))
+        return self.path(name)
+
+    def test_refusals(self):
+        load_pod_gguf(self._write("ok.gguf"), self.cfg)
+        bad = {
+            "delta0": {"edgeinf.pod.delta": (0.0, T.FLOAT32, None)},
+            "delta_big": {"edgeinf.pod.delta": (1.5, T.FLOAT32, None)},
+            "delta_neg": {"edgeinf.pod.delta": (-0.2, T.FLOAT32, None)},
+            "delta_nan": {"edgeinf.pod.delta": (float("nan"), T.FLOAT32, None)},
+            "delta_missing": {"edgeinf.pod.delta": None},
+            "starts_1": {"edgeinf.pod.block_starts": ([1, 2], T.ARRAY, T.UINT32)},
+            "starts_dup": {"edgeinf.pod.block_starts": ([0, 2, 2], T.ARRAY, T.UINT32)},
+            "starts_past": {"edgeinf.pod.block_starts": ([0, 4], T.ARRAY, T.UINT32)},
+            "starts_empty": {"edgeinf.pod.block_starts": ([], T.ARRAY, T.UINT32)},
+            "starts_i32": {"edgeinf.pod.block_starts": ([0, 2], T.ARRAY, T.INT32)},
+            "starts_missing": {"edgeinf.pod.block_starts": None},
+            "recent0": {"edgeinf.pod.n_recent": (0, T.UINT32, None)},
+            "share": {"edgeinf.pod.share": ("values", T.STRING, None)},
+            "kind": {"edgeinf.adapter.kind": ("edgeinfinite", T.STRING, None)},
+            "version": {"edgeinf.adapter.version": (2, T.UINT32, None)},
+            "layers": {"edgeinf.adapter.n_layer": (6, T.UINT32, None)},
+            "heads_kv": {"edgeinf.adapter.n_head_kv": (4, T.UINT32, None)},
+        }
+        for name, over in bad.items():
+            with self.subTest(name), self.assertRaises(ValueError):
+                load_pod_gguf(self._write(name + ".gguf", **over), self.cfg)
+
+
+class TestCalibrationMath(unittest.TestCase):
+    def test_js_similarity(self):
+        p = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
+        q = torch.tensor([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+        s = pod_calibrate.js_similarity(p, q)
+        self.assertAlmostEqual(float(s[0]), 1.0, places=12)
+        self.assertAlmostEqual(float(s[1]), 0.0, places=12)
+        a = torch.tensor([[0.9, 0.1]], dtype=torch.float64)
+        b = torch.tensor([[0.1, 0.9]], dtype=torch.float64)
+        m = (a + b) / 2
+        jsd = 0.5 * float((a * (a / m).log()).sum() + (b * (b / m).log()).sum())
+        self.assertAlmostEqual(float(pod_calibrate.js_similarity(a, b)[0]), 1 - jsd / math.log(2), places=12)
+
+    def test_greedy_blocks(self):
+        S = np.array([[1.0, 0.9, 0.8, 0.5],
+                      [0.9, 1.0, 0.95, 0.6],
+                      [0.8, 0.95, 1.0, 0.9],
+                      [0.5, 0.6, 0.9, 1.0]])
+        # similarity to the block's ANCHOR decides, not to the previous layer
+        self.assertEqual(pod_calibrate.greedy_blocks(S, 0.85), [[0, 1], [2, 3]])
+        self.assertEqual(pod_calibrate.greedy_blocks(S, 0.75), [[0, 1, 2], [3]])
+        self.assertEqual(pod_calibrate.greedy_blocks(S, 0.5), [[0, 1, 2, 3]])
+        self.assertEqual(pod_calibrate.greedy_blocks(S, 1.0), [[0], [1], [2], [3]])
+        for d in (0.0, -0.1, 1.01, float("nan")):
+            with self.assertRaises(ValueError):
+                pod_calibrate.greedy_blocks(S, d)
+
+
+if __name__ == "__main__":
+    unittest.main()
