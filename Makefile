@@ -90,7 +90,7 @@ test-cli: $(BUILD)/edgeinf-asan
 deps:
 	scripts/install-deps.sh
 
-TEST_STAGES ?= test-unit test-parity test-cli test-checkpoint-cli test-python model-smoke test-wasm-kernels test-wasm-node test-wllama test-browser
+TEST_STAGES ?= test-unit test-parity test-long-positions test-cli test-checkpoint-cli test-python model-smoke test-wasm-kernels test-wasm-node test-wllama test-browser
 test: deps
 	@tests/run_all.sh $(TEST_STAGES)
 
@@ -104,3 +104,10 @@ bench: native
 # Hours at full scale; EVAL_LENGTHS=8192 EVAL_KEYS=1 ... for a quick look (see tests/eval/eval_long.py).
 eval-long: native
 	$(PY) tests/eval/eval_long.py
+$(BUILD)/logits_dump-O2: tests/tools/logits_dump.c $(BUILD)/libedgeinf.a
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $< $(BUILD)/libedgeinf.a $(LDLIBS)
+
+.PHONY: test-long-positions
+# RoPE precision at 1M tokens (optimised build; ~20 s): see tests/parity/check_long_positions.py.
+test-long-positions: $(BUILD)/logits_dump-O2
+	$(PY) tests/parity/check_long_positions.py $(BUILD)/logits_dump-O2 tests/fixtures/tiny/tiny-f32.gguf

@@ -3,7 +3,9 @@
  *                                                  first SPLIT ids go in one prefill (ei_session_eval), the rest in
  *                                                  one decode call each, so both paths are exercised
  *   logits_dump greedy MODEL N ID...               prints N greedy tokens after the ids, space-separated
- * Options before the command: --policy NAME, --threads N, --sink N, --window N, --seg N, --adapter FILE. */
+ *   logits_dump last MODEL OUT.f32 ID...           only the logits after the last id (prefill in chunks of 4096)
+ * Options before the command: --policy NAME, --threads N, --sink N, --window N, --seg N, --adapter FILE,
+ * --repeat R (the id list is repeated R times: long periodic inputs without a huge command line). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,7 @@ static int argmax(const float *x, int32_t n) {
 int main(int argc, char **argv) {
     const char *policy = "full", *adapter_path = NULL;
     int threads = 1, a = 1, n_sink = 0, window = 0, seg = 0;
+    long repeat = 1;
     while (a + 1 < argc && argv[a][0] == '-' && argv[a][1] == '-') {
         if (!strcmp(argv[a], "--policy")) policy = argv[a + 1];
         else if (!strcmp(argv[a], "--threads")) threads = atoi(argv[a + 1]);
@@ -32,13 +35,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[a], "--window")) window = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--seg")) seg = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--adapter")) adapter_path = argv[a + 1];
+        else if (!strcmp(argv[a], "--repeat")) repeat = atol(argv[a + 1]);
         else break;
         a += 2;
     }
     const int is_logits = a < argc && !strcmp(argv[a], "logits");
+    const int is_last = a < argc && !strcmp(argv[a], "last");
     const int first_id = a + (is_logits ? 4 : 3);
-    if (argc <= first_id || (!is_logits && strcmp(argv[a], "greedy"))) {
-        fprintf(stderr, "usage: logits_dump [--policy P] [--threads N] (logits MODEL OUT SPLIT | greedy MODEL N) ID...\n");
+    if (argc <= first_id || repeat < 1 || (!is_logits && !is_last && strcmp(argv[a], "greedy"))) {
+        fprintf(stderr, "usage: logits_dump [options] (logits MODEL OUT SPLIT | greedy MODEL N | last MODEL OUT) ID...\n");
         return 2;
     }
     ei_model_params mp = ei_model_default_params();
@@ -56,11 +61,21 @@ int main(int argc, char **argv) {
     sp.adapter = ad;
     ei_session *s;
     if ((rc = ei_session_create(m, &sp, &s))) return die("session", rc);
-    const int n = argc - first_id;
+    const int n_arg = argc - first_id;
+    const long n = n_arg * repeat;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
-    for (int i = 0; i < n; i++) ids[i] = atoi(argv[first_id + i]);
+    for (long i = 0; i < n; i++) ids[i] = atoi(argv[first_id + i % n_arg]);
     const int32_t nv = ei_model_n_vocab(m);
-    if (is_logits) {
+    if (is_last) {
+        for (long off = 0; off < n; off += 4096)
+            if ((rc = ei_session_prefill(s, ids + off, (int32_t)(n - off < 4096 ? n - off : 4096)))) return die("prefill", rc);
+        FILE *f = fopen(argv[a + 2], "wb");
+        if (!f || fwrite(ei_session_get_logits(s), sizeof(float), (size_t)nv, f) != (size_t)nv) {
+            fprintf(stderr, "logits_dump: cannot write %s\n", argv[a + 2]);
+            return 1;
+        }
+        fclose(f);
+    } else if (is_logits) {
         int split = atoi(argv[a + 3]);
         split = split < 1 ? 1 : split > n ? n : split;
         float *out = malloc(sizeof(float) * (size_t)n * nv);
