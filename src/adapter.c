@@ -34,6 +34,49 @@ static int check_dim(const ei_gguf *g, const char *key, int32_t want, int32_t *o
     return 0;
 }
 
+/* PoD keys (docs/pod.md): blocks given by their start layers, which must begin at 0 and increase strictly. */
+static int load_pod(ei_adapter *a, const ei_gguf *g, int32_t n_layer) {
+    const ei_gguf_kv *kv = ei_gguf_find(g, "edgeinf.pod.block_starts");
+    if (!kv) return ei_set_error(EI_ERR_MISSING_KEY, "adapter: key 'edgeinf.pod.block_starts' missing");
+    if (kv->type != GGUF_ARRAY || kv->arr_type != GGUF_U32)
+        return ei_set_error(EI_ERR_FORMAT, "adapter: edgeinf.pod.block_starts must be an array of u32");
+    if (kv->arr_n == 0 || kv->arr_n > (uint64_t)n_layer)
+        return ei_set_error(EI_ERR_MISMATCH, "adapter: edgeinf.pod.block_starts has %llu blocks for %d layers",
+                            (unsigned long long)kv->arr_n, n_layer);
+    a->pod.anchor = malloc(sizeof(int32_t) * (size_t)n_layer);
+    if (!a->pod.anchor) return ei_set_error(EI_ERR_NOMEM, "adapter: out of memory");
+    a->pod.n_blocks = (int32_t)kv->arr_n;
+    int64_t prev = -1;
+    for (uint64_t b = 0; b < kv->arr_n; b++) {
+        uint32_t start;
+        memcpy(&start, kv->data + 4 * b, 4);
+        if ((b == 0 && start != 0) || (int64_t)start <= prev || start >= (uint32_t)n_layer)
+            return ei_set_error(EI_ERR_MISMATCH,
+                                "adapter: edgeinf.pod.block_starts[%llu] = %u: blocks must start at 0, increase "
+                                "strictly and stay below n_layer %d",
+                                (unsigned long long)b, start, n_layer);
+        const uint32_t end = b + 1 < kv->arr_n ? 0 : (uint32_t)n_layer;
+        uint32_t next = end;
+        if (b + 1 < kv->arr_n) memcpy(&next, kv->data + 4 * (b + 1), 4);
+        for (uint32_t l = start; l < next && l < (uint32_t)n_layer; l++) a->pod.anchor[l] = (int32_t)start;
+        prev = start;
+    }
+    int rc;
+    if ((rc = ei_gguf_get_i32_range(g, "edgeinf.pod.n_sink", 0, 1 << 20, &a->pod.n_sink))) return rc;
+    if ((rc = ei_gguf_get_i32_range(g, "edgeinf.pod.n_recent", 1, 1 << 24, &a->pod.n_recent))) return rc;
+    ei_gguf_str sh;
+    if ((rc = ei_gguf_get_str(g, "edgeinf.pod.share", &sh))) return rc;
+    if (ei_gguf_str_eq(sh, "scores")) a->pod.share = EI_POD_SHARE_SCORES;
+    else if (ei_gguf_str_eq(sh, "keys")) a->pod.share = EI_POD_SHARE_KEYS;
+    else
+        return ei_set_error(EI_ERR_FORMAT, "adapter: edgeinf.pod.share '%.*s' is neither 'scores' nor 'keys'",
+                            (int)(sh.len > 32 ? 32 : sh.len), sh.ptr);
+    if ((rc = ei_gguf_get_f32(g, "edgeinf.pod.delta", &a->pod.delta))) return rc;
+    if (!(a->pod.delta > 0 && a->pod.delta <= 1))
+        return ei_set_error(EI_ERR_INVALID_ARG, "adapter: edgeinf.pod.delta %g outside (0, 1]", (double)a->pod.delta);
+    return 0;
+}
+
 static int adapter_init(ei_adapter *a, const ei_model *m, const ei_gguf *g) {
     ei_gguf_str s;
     int rc = ei_gguf_get_str(g, "general.architecture", &s);
@@ -46,8 +89,10 @@ static int adapter_init(ei_adapter *a, const ei_model *m, const ei_gguf *g) {
     if (version != 1)
         return ei_set_error(EI_ERR_UNSUPPORTED, "adapter format version %d not supported (this build reads 1)", version);
     if ((rc = ei_gguf_get_str(g, "edgeinf.adapter.kind", &s))) return rc;
-    if (!ei_gguf_str_eq(s, "edgeinfinite"))
-        return ei_set_error(EI_ERR_UNSUPPORTED, "adapter kind '%.*s' not supported (edgeinfinite)",
+    a->has_ei = ei_gguf_str_eq(s, "edgeinfinite") || ei_gguf_str_eq(s, "edgeinfinite+pod");
+    a->has_pod = ei_gguf_str_eq(s, "pod") || ei_gguf_str_eq(s, "edgeinfinite+pod");
+    if (!a->has_ei && !a->has_pod)
+        return ei_set_error(EI_ERR_UNSUPPORTED, "adapter kind '%.*s' not supported (edgeinfinite, pod, edgeinfinite+pod)",
                             (int)(s.len > 64 ? 64 : s.len), s.ptr);
     const ei_hparams *hp = &m->hp;
     if ((rc = check_dim(g, "edgeinf.adapter.n_layer", hp->n_layer, &a->n_layer))) return rc;
@@ -55,6 +100,13 @@ static int adapter_init(ei_adapter *a, const ei_model *m, const ei_gguf *g) {
     if ((rc = check_dim(g, "edgeinf.adapter.n_head_kv", hp->n_head_kv, &a->n_head_kv))) return rc;
     if ((rc = check_dim(g, "edgeinf.adapter.head_dim", hp->head_dim, &a->head_dim))) return rc;
     if ((rc = check_dim(g, "edgeinf.adapter.dim", hp->dim, &a->dim))) return rc;
+    if (a->has_pod && (rc = load_pod(a, g, hp->n_layer))) return rc;
+    if (!a->has_ei) {
+        if (g->n_tensors)
+            return ei_set_error(EI_ERR_FORMAT, "adapter: a 'pod' adapter has no tensors, this one has %llu",
+                                (unsigned long long)g->n_tensors);
+        return 0;
+    }
     if ((rc = ei_gguf_get_i32_range(g, "edgeinf.ei.n_sink", 0, 1 << 20, &a->n_sink))) return rc;
     if ((rc = ei_gguf_get_i32_range(g, "edgeinf.ei.window", 1, 1 << 22, &a->window))) return rc;
     if ((rc = ei_gguf_get_i32_range(g, "edgeinf.ei.seg", 1, 1 << 20, &a->seg))) return rc;
@@ -63,6 +115,12 @@ static int adapter_init(ei_adapter *a, const ei_model *m, const ei_gguf *g) {
         return ei_set_error(EI_ERR_FORMAT, "adapter: window %d is not a multiple of seg %d", a->window, a->seg);
     if ((rc = ei_gguf_get_f32(g, "edgeinf.ei.eps", &a->eps))) return rc;
     if (!(a->eps > 0 && a->eps < 1)) return ei_set_error(EI_ERR_FORMAT, "adapter: eps %g out of range", (double)a->eps);
+    if (a->has_pod && a->pod.n_sink != a->n_sink)
+        return ei_set_error(EI_ERR_FORMAT, "adapter: edgeinf.pod.n_sink %d differs from edgeinf.ei.n_sink %d",
+                            a->pod.n_sink, a->n_sink);
+    if (a->has_pod && a->pod.n_recent > a->window)
+        return ei_set_error(EI_ERR_FORMAT, "adapter: edgeinf.pod.n_recent %d exceeds the window %d", a->pod.n_recent,
+                            a->window);
 
     const int64_t dim = hp->dim, nh = hp->n_head, kvd = (int64_t)hp->n_head_kv * hp->head_dim,
                   qd = (int64_t)hp->n_head * hp->head_dim, r = a->rank;
@@ -149,6 +207,7 @@ int ei_adapter_load_from_file(const ei_model *m, const char *path, ei_adapter **
 
 void ei_adapter_free(ei_adapter *a) {
     if (!a) return;
+    free(a->pod.anchor);
     free(a->layers);
     free(a->storage);
     free(a);

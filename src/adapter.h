@@ -12,14 +12,27 @@ typedef struct ei_adapter_layer {
     float *mq_a, *mq_b;   /* (rank, dim), (q_dim, rank) */
 } ei_adapter_layer;
 
+enum ei_pod_share { EI_POD_SHARE_SCORES = 0, EI_POD_SHARE_KEYS = 1 };
+
+/* PoD layer blocks (docs/pod.md): anchor[l] = first layer of l's block. */
+typedef struct ei_pod_config {
+    int32_t n_blocks;
+    int32_t *anchor;             /* (n_layer) */
+    int32_t n_sink, n_recent;    /* session defaults */
+    int32_t share;               /* enum ei_pod_share */
+    float delta;                 /* calibration threshold (provenance) */
+} ei_pod_config;
+
 struct ei_adapter {
     int32_t n_layer, n_head, n_head_kv, head_dim, dim;
+    int32_t has_ei, has_pod;      /* kind edgeinfinite / pod / edgeinfinite+pod */
     int32_t rank;
-    int32_t n_sink, window, seg;  /* session defaults */
+    int32_t n_sink, window, seg;  /* edgeinfinite session defaults */
     float eps;
-    ei_adapter_layer *layers;     /* n_layer */
+    ei_adapter_layer *layers;     /* n_layer (has_ei) */
     int64_t n_params;
     float *storage;               /* one allocation behind every tensor */
+    ei_pod_config pod;            /* has_pod */
 };
 
 #endif

@@ -6,7 +6,8 @@
  * memory/gate blend are shared by every policy.
  *
  * Policies: full (all tokens), streaming (sink + window, evicted segments dropped), edgeinfinite (sink + window +
- * compressed memory read through the adapter's gate). pod plugs in here too (shared distant keys). */
+ * compressed memory read through the adapter's gate), pod (distant keys/scores shared within measured layer blocks,
+ * docs/pod.md). */
 #include <math.h>
 #include <string.h>
 
@@ -15,7 +16,7 @@
 #include "session.h"
 #include "threadpool.h"
 
-#define MAX_SPANS 4
+#define MAX_SPANS 6
 
 static int is_window_policy(const ei_session *s) {
     return s->policy == EI_POLICY_STREAMING || s->policy == EI_POLICY_EDGEINFINITE;
@@ -48,6 +49,15 @@ static int64_t evicted_segments(const ei_session *s, int64_t p) {
     return e > 0 ? e : 0;
 }
 
+static int is_pod(const ei_session *s) { return s->policy == EI_POLICY_POD; }
+
+/* Key row of token t in layer l: its position, except in a PoD non-anchor layer, which keeps sinks at their position
+ * and recent keys in a ring (docs/pod.md: distant keys are never read again). */
+static int32_t key_row(const ei_session *s, int l, int64_t t) {
+    if (!is_pod(s) || s->pod.cfg->anchor[l] == l || t < s->pod.n_sink) return -1;
+    return s->pod.n_sink + (int32_t)((t - s->pod.n_sink) % (s->pod.ring - s->pod.n_sink));
+}
+
 int64_t ei_attn_kv_tokens(const ei_session *s) {
     if (!is_window_policy(s)) return s->n_past < s->kv.cap ? s->n_past : s->kv.cap;
     if (s->n_past == 0) return 0;
@@ -66,30 +76,61 @@ static int32_t slot_of(const ei_session *s, int64_t p) {
     return s->n_sink + (int32_t)(j % (s->n_seg_window + 1)) * s->seg + (int32_t)o;
 }
 
-/* Appends a span, merging with the previous one when contiguous and rotated alike. */
-static int push_span(ei_kv_span *spans, int n, int32_t start, int32_t len, int32_t sink) {
+/* Appends a span, merging with the previous one when its keys and values continue it under the same query. */
+static int push_span(ei_span *spans, int n, const float *q, const float *k, const float *v, int32_t len, int32_t kv_dim) {
     if (len <= 0) return n;
-    if (n > 0 && spans[n - 1].sink == sink && spans[n - 1].start + spans[n - 1].n == start) {
+    if (n > 0 && spans[n - 1].q == q && spans[n - 1].k + (size_t)spans[n - 1].n * kv_dim == k &&
+        spans[n - 1].v + (size_t)spans[n - 1].n * kv_dim == v) {
         spans[n - 1].n += len;
         return n;
     }
-    spans[n].start = start;
-    spans[n].n = len;
-    spans[n].sink = sink;
+    spans[n] = (ei_span){q, k, v, len};
     return n + 1;
 }
 
-/* Spans visible to the query at absolute position p (causal: itself included). Returns the span count. At most 3 for
- * window policies (sink + the ring in up to two pieces). */
-static int spans_for(const ei_session *s, int64_t p, ei_kv_span *spans) {
-    if (!is_window_policy(s) || p < s->n_sink) return push_span(spans, 0, 0, (int32_t)p + 1, 0);
+/* Positions [t0, t1] of layer l's own keys (which may wrap in a PoD ring) with their values, under query q. */
+static int push_positions(const ei_session *s, int l, ei_span *spans, int n, const float *q, const float *kb,
+                          const float *vb, int64_t t0, int64_t t1) {
+    const int32_t kv_dim = s->kv.kv_dim;
+    while (t0 <= t1) {
+        int32_t row = key_row(s, l, t0);
+        int64_t run = t1 - t0 + 1;
+        if (row < 0) row = (int32_t)t0;
+        else if (row + run > s->pod.ring) run = s->pod.ring - row; /* the ring wraps */
+        n = push_span(spans, n, q, kb + (size_t)row * kv_dim, vb + (size_t)t0 * kv_dim, (int32_t)run, kv_dim);
+        t0 += run;
+    }
+    return n;
+}
+
+/* Spans visible to the query at absolute position p in layer l for KV head kvh (causal: itself included), in
+ * increasing token order. q: the query rotated at p; q_sink: rotated at its cache slot (window policies, for sink
+ * keys); q_anchor: the block anchor's query (pod, share=scores). At most 3 spans for window policies (sink + the ring
+ * in up to two pieces), 4 for pod (sink, distant, recent in up to two pieces). */
+static int spans_for(const ei_session *s, int l, int64_t p, int32_t kvh, const float *q, const float *q_sink,
+                     const float *q_anchor, ei_span *spans) {
+    const int32_t kv_dim = s->kv.kv_dim, hd = s->model->hp.head_dim;
+    const float *kb = s->kv.k_layer[l] + (size_t)kvh * hd;
+    const float *vb = s->kv.v + (size_t)l * s->kv.cap * kv_dim + (size_t)kvh * hd;
+    if (is_pod(s)) {
+        const int32_t a = s->pod.cfg->anchor[l], n_sink = s->pod.n_sink;
+        const int64_t last_distant = p - s->pod.n_recent;
+        if (a == l || last_distant < n_sink) return push_positions(s, l, spans, 0, q, kb, vb, 0, p);
+        int n = push_positions(s, l, spans, 0, q, kb, vb, 0, n_sink - 1);
+        const float *ka = s->kv.k_layer[a] + (size_t)kvh * hd; /* the anchor keeps every key at its position */
+        n = push_span(spans, n, s->pod.share == EI_POD_SHARE_SCORES ? q_anchor : q, ka + (size_t)n_sink * kv_dim,
+                      vb + (size_t)n_sink * kv_dim, (int32_t)(last_distant - n_sink + 1), kv_dim);
+        return push_positions(s, l, spans, n, q, kb, vb, last_distant + 1, p);
+    }
+    if (!is_window_policy(s) || p < s->n_sink) return push_span(spans, 0, q, kb, vb, (int32_t)p + 1, kv_dim);
     const int64_t j = seg_of(s, p), o = (p - s->n_sink) % s->seg;
     const int64_t first = j - s->n_seg_window > 0 ? j - s->n_seg_window : 0;
     /* Before any eviction the query's slot equals its position: same rotation for sink keys, one merged span. */
-    int n = push_span(spans, 0, 0, s->n_sink, first > 0);
-    for (int64_t sg = first; sg <= j; sg++)
-        n = push_span(spans, n, s->n_sink + (int32_t)(sg % (s->n_seg_window + 1)) * s->seg,
-                      sg < j ? s->seg : (int32_t)o + 1, 0);
+    int n = push_span(spans, 0, first > 0 ? q_sink : q, kb, vb, s->n_sink, kv_dim);
+    for (int64_t sg = first; sg <= j; sg++) {
+        const size_t row = (size_t)s->n_sink + (size_t)(sg % (s->n_seg_window + 1)) * s->seg;
+        n = push_span(spans, n, q, kb + row * kv_dim, vb + row * kv_dim, sg < j ? s->seg : (int32_t)o + 1, kv_dim);
+    }
     return n;
 }
 
@@ -131,7 +172,7 @@ static void compress_segment(ei_session *s, int l, int64_t e) {
         for (int32_t t = 0; t < seg; t++) {
             const int64_t p = s->n_sink + e * seg + t;
             const int32_t slot = slot_of(s, p);
-            const float *kr = s->kv.k + layer_off + (size_t)slot * kv_dim + (size_t)g * hd;
+            const float *kr = s->kv.k_layer[l] + (size_t)slot * kv_dim + (size_t)g * hd;
             const float *vr = s->kv.v + layer_off + (size_t)slot * kv_dim + (size_t)g * hd;
             memcpy(kt, kr, sizeof(float) * hd);
             memcpy(vt, vr, sizeof(float) * hd);
@@ -184,21 +225,19 @@ typedef struct attn_job {
     float *out;
 } attn_job;
 
-/* One query head against the given spans: scores, one softmax over all of them, weighted sum of values.
- * q_sink is the query rotated at its cache slot, used for spans flagged sink. */
-static void attend_head(const ei_kernel_table *K, const float *q, const float *q_sink, const float *kc, const float *vc,
-                        int32_t kv_dim, int32_t hd, const ei_kv_span *spans, int n_spans, float *scores, float *out) {
+/* One query head against the given spans: scores (each span with its own query), one softmax over all of them,
+ * weighted sum of values. */
+static void attend_head(const ei_kernel_table *K, int32_t kv_dim, int32_t hd, const ei_span *spans, int n_spans,
+                        float *scores, float *out) {
     const float scale = 1.0f / sqrtf((float)hd);
     float mx = -INFINITY;
     int32_t t = 0;
-    for (int sp = 0; sp < n_spans; sp++) {
-        const float *qq = spans[sp].sink ? q_sink : q;
+    for (int sp = 0; sp < n_spans; sp++)
         for (int32_t j = 0; j < spans[sp].n; j++, t++) {
-            float sc = K->dot_f32(hd, qq, kc + (size_t)(spans[sp].start + j) * kv_dim) * scale;
+            float sc = K->dot_f32(hd, spans[sp].q, spans[sp].k + (size_t)j * kv_dim) * scale;
             scores[t] = sc;
             if (sc > mx) mx = sc;
         }
-    }
     float sum = 0;
     for (int32_t i = 0; i < t; i++) {
         scores[i] = expf(scores[i] - mx);
@@ -209,7 +248,7 @@ static void attend_head(const ei_kernel_table *K, const float *q, const float *q
     t = 0;
     for (int sp = 0; sp < n_spans; sp++)
         for (int32_t j = 0; j < spans[sp].n; j++, t++)
-            K->axpy_f32(hd, scores[t] * inv, vc + (size_t)(spans[sp].start + j) * kv_dim, out);
+            K->axpy_f32(hd, scores[t] * inv, spans[sp].v + (size_t)j * kv_dim, out);
 }
 
 /* Memory read + gate for head h of token i: out = g·A_mem + (1-g)·out. */
@@ -245,7 +284,6 @@ static void attn_task(void *ctx, int ith, int nth) {
     const ei_hparams *hp = &s->model->hp;
     const ei_kernel_table *K = ei_kernels();
     const int32_t hd = hp->head_dim, rd = hp->rope_dim, kv_dim = s->kv.kv_dim, group = hp->n_head / hp->n_head_kv;
-    const size_t layer_off = (size_t)job->l * s->kv.cap * kv_dim;
     float *scratch = s->task_scratch + (size_t)ith * s->task_scratch_floats;
     float *scores = scratch, *q_sink = scores + s->kv.cap, *mscratch = q_sink + hd;
     const int use_memory = s->policy == EI_POLICY_EDGEINFINITE && s->mem.segments[job->l] > 0;
@@ -253,10 +291,8 @@ static void attn_task(void *ctx, int ith, int nth) {
     for (int64_t w = ith; w < total; w += nth) {
         const int32_t i = job->i0 + (int32_t)(w / hp->n_head), h = (int32_t)(w % hp->n_head), kvh = h / group;
         const int64_t p = job->pos0 + i;
-        ei_kv_span spans[MAX_SPANS];
-        const int ns = spans_for(s, p, spans);
         const float *q = job->q + ((size_t)i * hp->n_head + h) * hd;
-        if (ns > 1 && spans[0].sink) { /* query rotated at its cache slot for the sink keys */
+        if (is_window_policy(s) && evicted_segments(s, p) > 0) { /* query rotated at its cache slot for sink keys */
             const float *q0 = job->q0 + ((size_t)i * hp->n_head + h) * hd, *cs = s->rope_cs_sink + (size_t)i * rd;
             memcpy(q_sink, q0, sizeof(float) * hd);
             for (int32_t a = 0; a < rd; a += 2) {
@@ -265,9 +301,11 @@ static void attn_task(void *ctx, int ith, int nth) {
                 q_sink[a + 1] = x0 * cs[a + 1] + x1 * cs[a];
             }
         }
+        ei_span spans[MAX_SPANS];
+        const float *q_anchor = s->pod.q_anchor ? s->pod.q_anchor + ((size_t)i * hp->n_head + h) * hd : NULL;
+        const int ns = spans_for(s, job->l, p, kvh, q, q_sink, q_anchor, spans);
         float *out = job->out + ((size_t)i * hp->n_head + h) * hd;
-        attend_head(K, q, q_sink, s->kv.k + layer_off + (size_t)kvh * hd, s->kv.v + layer_off + (size_t)kvh * hd,
-                    kv_dim, hd, spans, ns, scores, out);
+        attend_head(K, kv_dim, hd, spans, ns, scores, out);
         if (use_memory)
             blend_memory(s, job->l, h, job->xn + (size_t)i * hp->dim, job->q0 + (size_t)i * hp->n_head * hd, mscratch,
                          out);
@@ -286,6 +324,8 @@ void ei_attn_layer(ei_session *s, int l, const float *xn, const float *q, const 
                    const float *k0, const float *v, int32_t n, int64_t pos0, float *out) {
     const int32_t kv_dim = s->kv.kv_dim, dim = s->model->hp.dim;
     const size_t layer_off = (size_t)l * s->kv.cap * kv_dim;
+    if (is_pod(s) && s->pod.share == EI_POD_SHARE_SCORES && s->pod.cfg->anchor[l] == l)
+        memcpy(s->pod.q_anchor, q, sizeof(float) * (size_t)n * s->model->hp.n_head * s->model->hp.head_dim);
     const int32_t rank = s->adapter && s->policy == EI_POLICY_EDGEINFINITE ? s->adapter->rank : 0;
     const ei_adapter_layer *AL = rank ? &s->adapter->layers[l] : NULL;
     (void)k0;
@@ -308,8 +348,9 @@ void ei_attn_layer(ei_session *s, int l, const float *xn, const float *q, const 
             }
         }
         for (int32_t i = i0; i < i1; i++) {
-            const int32_t slot = slot_of(s, pos0 + i);
-            memcpy(s->kv.k + layer_off + (size_t)slot * kv_dim, k + (size_t)i * kv_dim, sizeof(float) * kv_dim);
+            const int32_t slot = slot_of(s, pos0 + i), krow = key_row(s, l, pos0 + i);
+            memcpy(s->kv.k_layer[l] + (size_t)(krow < 0 ? slot : krow) * kv_dim, k + (size_t)i * kv_dim,
+                   sizeof(float) * kv_dim);
             memcpy(s->kv.v + layer_off + (size_t)slot * kv_dim, v + (size_t)i * kv_dim, sizeof(float) * kv_dim);
             if (rank) {
                 const ei_kernel_table *K = ei_kernels();

@@ -327,6 +327,7 @@ static uint64_t checkpoint_size(const ei_session *s, const ei_sampler *smp, uint
 
 int ei_session_save_to_buffer(const ei_session *s, const ei_sampler *smp, void *buf, size_t cap, size_t *n_out) {
     if (!s || !n_out) return ei_set_error(EI_ERR_INVALID_ARG, "ei_session_save_to_buffer: NULL session or n_out");
+    if (s->pod.cfg) return ei_set_error(EI_ERR_UNSUPPORTED, "checkpoints of 'pod' sessions are not implemented yet");
     uint64_t len[S_COUNT];
     const uint64_t total = checkpoint_size(s, smp, len);
     if (total > (uint64_t)SIZE_MAX) return ei_set_error(EI_ERR_NOMEM, "checkpoint of %llu bytes exceeds the address space",
@@ -520,6 +521,7 @@ static void apply(ei_session *s, const ck_view *v) {
 
 int ei_session_load_from_buffer(ei_session *s, ei_sampler *smp, const void *data, size_t size) {
     if (!s || (!data && size)) return ei_set_error(EI_ERR_INVALID_ARG, "ei_session_load_from_buffer: NULL argument");
+    if (s->pod.cfg) return ei_set_error(EI_ERR_UNSUPPORTED, "checkpoints of 'pod' sessions are not implemented yet");
     const uint8_t *b = data;
     int rc = check_header(s, b, size);
     if (rc) return rc;

@@ -172,7 +172,10 @@ typedef struct ei_session_params {
     int32_t n_threads;    /* unused: the model's thread pool is used */
     int64_t memory_budget;/* > 0: bytes for KV cache + compressed memory; window and seg are chosen to fit (auto,
                            * streaming, edgeinfinite); EI_ERR_INVALID_ARG if even the smallest layout does not fit */
-    const ei_adapter *adapter; /* EdgeInfinite gate (required by edgeinfinite; auto uses it when given). Borrowed. */
+    const ei_adapter *adapter; /* EdgeInfinite gate and/or PoD blocks (required by edgeinfinite / pod; auto uses it when
+                                * given: edgeinfinite if it has a gate, else pod). Borrowed. */
+    int32_t n_recent;     /* pod: proximal recent tokens (<= 0: the adapter's) */
+    int32_t pod_share;    /* pod: 0 = the adapter's, 1 = share scores, 2 = share keys (docs/pod.md) */
 } ei_session_params;
 
 ei_session_params ei_session_default_params(void);

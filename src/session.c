@@ -57,19 +57,32 @@ static int64_t layout_bytes(const ei_model *m, int32_t policy, int32_t cap, int3
  * 16 / 512 / 128 shrunk to fit the training context; a memory budget picks the largest window that fits. */
 static int resolve_layout(const ei_model *m, ei_session_params *p) {
     const ei_hparams *hp = &m->hp;
-    if (p->policy == EI_POLICY_AUTO) p->policy = p->adapter ? EI_POLICY_EDGEINFINITE : EI_POLICY_FULL;
-    if (p->policy == EI_POLICY_POD || p->policy == EI_POLICY_EDGEINFINITE_POD)
-        return ei_set_error(EI_ERR_UNSUPPORTED, "policy '%s' is not implemented in this build (available: auto, full, "
-                                                "streaming, edgeinfinite)", ei_policy_name(p->policy));
+    const ei_adapter *ad0 = p->adapter;
+    if (p->policy == EI_POLICY_AUTO)
+        p->policy = ad0 && ad0->has_ei ? EI_POLICY_EDGEINFINITE : ad0 && ad0->has_pod ? EI_POLICY_POD : EI_POLICY_FULL;
+    if (p->policy == EI_POLICY_EDGEINFINITE_POD)
+        return ei_set_error(EI_ERR_UNSUPPORTED, "policy 'edgeinfinite+pod' is not implemented in this build (available: "
+                                                "auto, full, streaming, edgeinfinite, pod)");
     if (p->policy < EI_POLICY_AUTO || p->policy > EI_POLICY_EDGEINFINITE_POD)
         return ei_set_error(EI_ERR_INVALID_ARG, "unknown policy %d", p->policy);
-    if (p->policy == EI_POLICY_EDGEINFINITE && !p->adapter)
-        return ei_set_error(EI_ERR_INVALID_ARG, "policy 'edgeinfinite' needs an adapter (--adapter FILE / "
-                                                "Engine.load({adapter}))");
+    if (p->policy == EI_POLICY_EDGEINFINITE && !(ad0 && ad0->has_ei))
+        return ei_set_error(EI_ERR_INVALID_ARG, "policy 'edgeinfinite' needs an adapter with a memory gate (--adapter "
+                                                "FILE / Engine.load({adapter}))");
+    if (p->policy == EI_POLICY_POD && !(ad0 && ad0->has_pod))
+        return ei_set_error(EI_ERR_INVALID_ARG, "policy 'pod' needs an adapter with measured layer blocks (made by "
+                                                "models/pod_calibrate.py; --adapter FILE)");
+    if (p->pod_share < 0 || p->pod_share > 2) return ei_set_error(EI_ERR_INVALID_ARG, "pod_share %d not 0..2", p->pod_share);
+    if (p->policy == EI_POLICY_POD) {
+        if (p->n_recent <= 0) p->n_recent = ad0->pod.n_recent;
+        if (p->n_sink <= 0) p->n_sink = ad0->pod.n_sink;
+        p->pod_share = p->pod_share ? p->pod_share - 1 : ad0->pod.share;
+    }
     if (p->n_ctx < 0) return ei_set_error(EI_ERR_INVALID_ARG, "n_ctx %d < 0", p->n_ctx);
     if (p->memory_budget < 0) return ei_set_error(EI_ERR_INVALID_ARG, "memory budget %lld < 0", (long long)p->memory_budget);
     const int32_t ctx = hp->n_ctx_train;
-    if (p->policy == EI_POLICY_FULL) {
+    if (p->policy == EI_POLICY_FULL || p->policy == EI_POLICY_POD) {
+        if (p->memory_budget > 0 && p->policy == EI_POLICY_POD)
+            return ei_set_error(EI_ERR_UNSUPPORTED, "a memory budget is not supported with the pod policy (use --ctx)");
         if (p->memory_budget > 0) {
             const int64_t per_tok = layout_bytes(m, EI_POLICY_FULL, 1, 0);
             int64_t n = p->memory_budget / per_tok;
@@ -129,6 +142,12 @@ int ei_session_create(ei_model *m, const ei_session_params *params, ei_session *
     s->params = p;
     s->policy = policy;
     s->adapter = policy == EI_POLICY_EDGEINFINITE ? p.adapter : NULL;
+    if (policy == EI_POLICY_POD) {
+        s->pod.cfg = &p.adapter->pod;
+        s->pod.n_sink = p.n_sink;
+        s->pod.n_recent = p.n_recent;
+        s->pod.share = p.pod_share;
+    }
     if (policy == EI_POLICY_STREAMING || policy == EI_POLICY_EDGEINFINITE) {
         s->n_sink = p.n_sink;
         s->window = p.window;
@@ -150,7 +169,22 @@ int ei_session_create(ei_model *m, const ei_session_params *params, ei_session *
         mm = max3(mm, max3(a, b, c), d);
     }
     mm = max3(mm, ei_matmul_scratch_size(m->output.type, C, m->output.n_in), 64);
-    s->kv.k = malloc(sizeof(float) * kv_floats);
+    /* Keys: cap rows per layer, except PoD non-anchor layers, which keep a ring of proximal keys only. */
+    size_t k_rows = (size_t)hp->n_layer * s->kv.cap;
+    if (s->pod.cfg) {
+        const int64_t ring = (int64_t)s->pod.n_sink + s->pod.n_recent - 1 + EI_CHUNK;
+        s->pod.ring = (int32_t)(ring < s->kv.cap ? ring : s->kv.cap);
+        k_rows = 0;
+        for (int l = 0; l < hp->n_layer; l++) k_rows += s->pod.cfg->anchor[l] == l ? s->kv.cap : s->pod.ring;
+        if (s->pod.share == EI_POD_SHARE_SCORES) s->pod.q_anchor = malloc(sizeof(float) * C * q_dim);
+    }
+    s->kv.k = malloc(sizeof(float) * k_rows * s->kv.kv_dim);
+    s->kv.k_layer = malloc(sizeof(float *) * (size_t)hp->n_layer);
+    if (s->kv.k && s->kv.k_layer)
+        for (int l = 0, row = 0; l < hp->n_layer; l++) {
+            s->kv.k_layer[l] = s->kv.k + (size_t)row * s->kv.kv_dim;
+            row += s->pod.cfg && s->pod.cfg->anchor[l] != l ? s->pod.ring : s->kv.cap;
+        }
     s->kv.v = malloc(sizeof(float) * kv_floats);
     s->logits = malloc(sizeof(float) * hp->n_vocab);
     s->x = malloc(sizeof(float) * C * hp->dim);
@@ -183,7 +217,8 @@ int ei_session_create(ei_model *m, const ei_session_params *params, ei_session *
         }
         mem_ok = s->mem.M && s->mem.z && s->mem.segments && s->mem.scratch && (!rank || (s->mem.code_k && s->mem.code_v));
     }
-    if (!s->kv.k || !s->kv.v || !s->logits || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->ffn_a ||
+    if (!s->kv.k || !s->kv.k_layer || (s->pod.share == EI_POD_SHARE_SCORES && s->pod.cfg && !s->pod.q_anchor) ||
+        !s->kv.v || !s->logits || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->ffn_a ||
         !s->ffn_b || !s->mm_scratch || !s->rope_cs || !s->rope_cs_sink || !s->q0 || !s->k0 || !s->task_scratch ||
         !s->slot_ids || !mem_ok) {
         size_t kvb = 2 * sizeof(float) * kv_floats;
@@ -199,6 +234,8 @@ int ei_session_create(ei_model *m, const ei_session_params *params, ei_session *
 void ei_session_free(ei_session *s) {
     if (!s) return;
     free(s->kv.k);
+    free(s->kv.k_layer);
+    free(s->pod.q_anchor);
     free(s->kv.v);
     free(s->logits);
     free(s->x);
@@ -290,7 +327,14 @@ void ei_session_get_stats(const ei_session *s, ei_session_stats *out) {
     const ei_hparams *hp = &s->model->hp;
     out->kv_tokens = ei_attn_kv_tokens(s);
     out->kv_bytes = layout_bytes(s->model, EI_POLICY_FULL, s->kv.cap, 0);
-    out->memory_bytes = layout_bytes(s->model, s->policy, s->kv.cap, s->adapter ? s->adapter->rank : 0) - out->kv_bytes;
+    if (s->pod.cfg) { /* values of every layer + keys of anchors (cap) and of the other layers (ring), docs/pod.md */
+        int64_t k_rows = 0;
+        for (int l = 0; l < hp->n_layer; l++) k_rows += s->pod.cfg->anchor[l] == l ? s->kv.cap : s->pod.ring;
+        out->kv_bytes = (int64_t)sizeof(float) * s->kv.kv_dim * ((int64_t)hp->n_layer * s->kv.cap + k_rows);
+    }
+    out->memory_bytes = s->adapter ? layout_bytes(s->model, s->policy, s->kv.cap, s->adapter->rank) -
+                                         layout_bytes(s->model, EI_POLICY_FULL, s->kv.cap, 0)
+                                   : 0;
     out->compressions = s->mem.segments ? s->mem.segments[0] : 0;
     out->n_sink = s->n_sink;
     out->window = s->window;

@@ -13,16 +13,25 @@
 typedef struct ei_kv_cache {
     int32_t cap;     /* slots per layer */
     int32_t kv_dim;  /* n_head_kv * head_dim */
-    float *k;        /* (n_layer, cap, kv_dim) */
+    float *k;        /* all keys: (n_layer, cap, kv_dim), except pod: non-anchor layers hold only a ring of pod_ring rows */
+    float **k_layer; /* (n_layer) first key row of each layer */
     float *v;        /* (n_layer, cap, kv_dim) */
 } ei_kv_cache;
 
-/* A contiguous run of cache slots visible to a query. `sink` = its keys are scored with the query rotated at its cache
- * slot instead of its absolute position (StreamingLLM re-indexing, docs/edgeinfinite.md). */
-typedef struct ei_kv_span {
-    int32_t start, n;
-    int32_t sink;
-} ei_kv_span;
+/* PoD state of a session (docs/pod.md). */
+typedef struct ei_pod_state {
+    const ei_pod_config *cfg; /* blocks (anchor per layer) from the adapter; NULL unless policy pod */
+    int32_t n_sink, n_recent, share;
+    int32_t ring;             /* key rows of a non-anchor layer: n_sink + n_recent - 1 + EI_CHUNK (<= cap) */
+    float *q_anchor;          /* (EI_CHUNK, n_head*head_dim) the current block anchor's rotated queries (share=scores) */
+} ei_pod_state;
+
+/* A run of n keys and values visible to a query, scored with query q: rows of kv_dim floats starting at k and v
+ * (already offset to the query's KV head). Keys and values may come from different layers (PoD shares keys). */
+typedef struct ei_span {
+    const float *q, *k, *v;
+    int32_t n;
+} ei_span;
 
 /* Compressed memory of the edgeinfinite policy: per (layer, KV head) M (hd x hd) and z (hd), fp32. */
 typedef struct ei_memory {
@@ -42,6 +51,7 @@ struct ei_session {
     const ei_adapter *adapter;
     ei_kv_cache kv;
     ei_memory mem;
+    ei_pod_state pod;
     int64_t n_past;       /* tokens processed */
     int32_t *slot_ids;    /* (kv.cap) token id held in each cache slot (ei_session_slot); read by checkpoints */
     float *logits;        /* (n_vocab) */

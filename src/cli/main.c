@@ -16,7 +16,8 @@
 
 typedef struct opts {
     const char *model, *spm, *prompt, *file, *adapter, *policy, *save, *restore;
-    int n_predict, top_k, seed_set, threads, stats, no_bos, ctx, n_prompt, n_gen, n_sink, window, seg;
+    int n_predict, top_k, seed_set, threads, stats, no_bos, ctx, n_prompt, n_gen, n_sink, window, seg, n_recent,
+        pod_share;
     long long memory_budget;
     float temp, top_p, min_p, repeat_penalty;
     unsigned long long seed;
@@ -98,6 +99,15 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--n-sink")) { NUM(1, 1 << 20) o->n_sink = (int)d; }
         else if (!strcmp(a, "--window")) { NUM(1, 1 << 24) o->window = (int)d; }
         else if (!strcmp(a, "--seg")) { NUM(1, 1 << 20) o->seg = (int)d; }
+        else if (!strcmp(a, "--n-recent")) { NUM(1, 1 << 24) o->n_recent = (int)d; }
+        else if (!strcmp(a, "--pod-share")) {
+            NEEDV()
+            if (strcmp(v, "scores") && strcmp(v, "keys")) {
+                fprintf(stderr, "edgeinf: --pod-share expects 'scores' or 'keys', got '%s'\n", v);
+                return -1;
+            }
+            o->pod_share = !strcmp(v, "scores") ? 1 : 2;
+        }
         else if (!strcmp(a, "--memory-budget")) { NUM(1, 1e15) o->memory_budget = (long long)d; }
         else if (!strcmp(a, "--adapter")) { NEEDV() o->adapter = v; }
         else if (!strcmp(a, "--save")) { NEEDV() o->save = v; }
@@ -185,6 +195,8 @@ static int session_for(const opts *o, ei_model *m, ei_session **s) {
     sp.window = o->window;
     sp.seg = o->seg;
     sp.memory_budget = o->memory_budget;
+    sp.n_recent = o->n_recent;
+    sp.pod_share = o->pod_share;
     if ((rc = ei_session_create(m, &sp, s))) return fail("cannot create session", rc);
     return 0;
 }

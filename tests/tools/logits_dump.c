@@ -5,7 +5,8 @@
  *   logits_dump greedy MODEL N ID...               prints N greedy tokens after the ids, space-separated
  *   logits_dump last MODEL OUT.f32 ID...           only the logits after the last id (prefill in chunks of 4096)
  * Options before the command: --policy NAME, --threads N, --sink N, --window N, --seg N, --adapter FILE,
- * --repeat R (the id list is repeated R times: long periodic inputs without a huge command line). */
+ * --repeat R (the id list is repeated R times: long periodic inputs without a huge command line), --n-recent N,
+ * --pod-share scores|keys. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,7 @@ static int argmax(const float *x, int32_t n) {
 
 int main(int argc, char **argv) {
     const char *policy = "full", *adapter_path = NULL;
-    int threads = 1, a = 1, n_sink = 0, window = 0, seg = 0;
+    int threads = 1, a = 1, n_sink = 0, window = 0, seg = 0, n_recent = 0, share = 0;
     long repeat = 1;
     while (a + 1 < argc && argv[a][0] == '-' && argv[a][1] == '-') {
         if (!strcmp(argv[a], "--policy")) policy = argv[a + 1];
@@ -36,6 +37,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[a], "--seg")) seg = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--adapter")) adapter_path = argv[a + 1];
         else if (!strcmp(argv[a], "--repeat")) repeat = atol(argv[a + 1]);
+        else if (!strcmp(argv[a], "--n-recent")) n_recent = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--pod-share")) share = !strcmp(argv[a + 1], "scores") ? 1 : !strcmp(argv[a + 1], "keys") ? 2 : -1;
         else break;
         a += 2;
     }
@@ -56,6 +59,8 @@ int main(int argc, char **argv) {
     sp.n_sink = n_sink;
     sp.window = window;
     sp.seg = seg;
+    sp.n_recent = n_recent;
+    sp.pod_share = share;
     ei_adapter *ad = NULL;
     if (adapter_path && (rc = ei_adapter_load_from_file(m, adapter_path, &ad))) return die("adapter", rc);
     sp.adapter = ad;
