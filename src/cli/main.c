@@ -31,13 +31,15 @@ static int usage(void) {
             "  info -m MODEL\n"
             "  generate -m MODEL (-p TEXT | -f FILE) [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
             "           [--repeat-penalty R] [--seed S] [--threads N] [--policy P] [--adapter FILE] [--stats]\n"
-            "           [--ctx N] [--memory-budget BYTES] [--n-sink N] [--window N] [--seg N]\n"
+            "           [--ctx N] [--memory-budget BYTES] [--n-sink N] [--window N] [--seg N] [--n-recent N]\n"
+            "           [--pod-share scores|keys]\n"
             "           [--save FILE] [--restore FILE]   checkpoint after generating (-n 0: after the prompt) /\n"
             "           continue from one (-p/-f optional, appended; same model, policy, layout and sampling options)\n"
-            "           policies: auto (default: edgeinfinite with --adapter, else full), full, streaming, edgeinfinite\n"
+            "           policies: auto (default: the adapter's kind with --adapter, else full), full, streaming,\n"
+            "           edgeinfinite, pod\n"
             "  tokenize (-m MODEL | --spm FILE) [--no-bos] (-p TEXT | -f FILE)\n"
             "  detokenize (-m MODEL | --spm FILE) ID...\n"
-            "  perplexity -m MODEL -f FILE [--ctx N] [--policy P] [--adapter FILE] [--threads N]\n"
+            "  perplexity -m MODEL -f FILE [--ctx N] [--policy P] [--adapter FILE] [--threads N] (+ layout options)\n"
             "  bench -m MODEL [-p N_PROMPT] [-n N_GEN] [--threads N]\n");
     return 2;
 }
