@@ -13,6 +13,9 @@ PodPolicy has the policy interface of attention.py (new_layer_state / attend):
   * batched (state None, positions 0..T-1): the same math on whole score matrices; a non-anchor layer reads what its
     anchor computed in the same forward pass (kept on the policy between the anchor's call and the block's last layer).
 
+EdgeInfinitePodPolicy is "edgeinfinite+pod": the segment cache, memory and gate of docs/edgeinfinite.md with PoD applied
+to the window; non-anchor layers compress with their anchor's pre-RoPE keys.
+
 Also here: block validation, the KV-bytes formula of the contract, and the PoD adapter GGUF (kind "pod", or
 "edgeinfinite+pod" = an EdgeInfinite adapter plus the pod keys).
 """
@@ -29,8 +32,9 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from .attention import AttnCall, expand_kv
+from .attention import AttnCall, SegmentLayout, expand_kv
 from .gguf import GGUFFile, GGUFWriter, T, read_gguf
+from .memory import compress, empty_memory, no_autocast, retrieve
 
 SHARES = ("scores", "keys")
 ARCH = "edgeinf-adapter"
@@ -325,6 +329,229 @@ class PodPolicy:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# edgeinfinite+pod (docs/pod.md, "edgeinfinite+pod")
+# ----------------------------------------------------------------------------------------------------------
+
+class EIPodLayerState:
+    """Per-layer state of edgeinfinite+pod: sink K/V; the cached non-sink tokens' values (win_v, win_v_pos, contiguous
+    positions) and this layer's own keys of them (win_k, win_k_pos: all for an anchor, the proximal ones for a
+    non-anchor); their memory keys/values (km, vm: what compression reads; a non-anchor's km are built from its
+    anchor's pre-RoPE keys); the memory M, z and counters. An anchor also keeps what its block's other layers read
+    during the current call: its rotated queries (call_q) and pre-RoPE keys (call_k0) of the call's tokens, and its
+    rotated keys of every non-sink token the call's queries may see (call_keys, call_keys_pos; taken before the call
+    evicts anything)."""
+
+    def __init__(self, layer: int, anchor: int, batch: int, n_kv: int, head_dim: int, device, dtype, group: dict):
+        self.layer, self.anchor, self.group = layer, anchor, group
+        self.is_anchor = layer == anchor
+        z4 = lambda dt: torch.zeros(batch, n_kv, 0, head_dim, device=device, dtype=dt)  # noqa: E731
+        self.sink_k, self.sink_v, self.win_k, self.win_v = z4(dtype), z4(dtype), z4(dtype), z4(dtype)
+        self.sink_pos, self.win_k_pos, self.win_v_pos = (torch.zeros(0, dtype=torch.long) for _ in range(3))
+        mdt = torch.float64 if dtype == torch.float64 else torch.float32
+        self.km, self.vm = z4(mdt), z4(mdt)
+        self.M, self.z = empty_memory(batch, n_kv, head_dim, device, mdt)
+        self.compressions = 0
+        self.evictions = 0
+        self.next_pos = 0
+        self.call_q = self.call_k0 = self.call_pos = self.call_keys = self.call_keys_pos = None
+
+    def __len__(self):
+        """Tokens cached (sinks + window), edgeinfinite's kv_tokens."""
+        return self.sink_v.shape[2] + self.win_v.shape[2]
+
+    @property
+    def n_keys(self) -> int:
+        return self.sink_k.shape[2] + self.win_k.shape[2]
+
+    def nbytes(self) -> int:
+        """KV bytes held (sink and window keys and values of this layer)."""
+        return sum(t.numel() * t.element_size() for t in (self.sink_k, self.sink_v, self.win_k, self.win_v))
+
+    def memory_nbytes(self) -> int:
+        return self.M.numel() * self.M.element_size() + self.z.numel() * self.z.element_size()
+
+    def anchor_state(self) -> "EIPodLayerState":
+        return self.group[self.anchor]
+
+
+def _cat(a, b, dim=2):
+    return torch.cat([a, b.to(a.dtype)], dim=dim)
+
+
+class EdgeInfinitePodPolicy:
+    """edgeinfinite+pod: EdgeInfinite's segment cache (n_sink, window, seg), memory and gate (`adapter`, an
+    EdgeInfAdapter) with PoD on the cached window (blocks, n_recent <= window, share). routing as EdgeInfinitePolicy.
+    The batched path (state None, positions 0..T-1) runs the same per-piece algorithm on the whole sequence with
+    throw-away states, an anchor's state kept until its block's last layer has run."""
+    name = "edgeinfinite+pod"
+
+    def __init__(self, blocks, n_sink: int, window: int, seg: int, n_recent: int, share: str, adapter,
+                 eps: Optional[float] = None, routing: bool = True):
+        self.pod = PodPolicy(blocks, n_sink, n_recent, share)   # validates blocks, n_recent, share
+        self.layout = SegmentLayout(n_sink, window, seg)
+        if n_recent > window:
+            raise ValueError(f"edgeinfinite+pod: n_recent {n_recent} > window {window}")
+        if adapter is None:
+            raise ValueError("edgeinfinite+pod needs an adapter (gate weights)")
+        self.adapter = adapter
+        self.eps = float(adapter.eps if eps is None else eps)
+        self.routing = routing
+        self.n_sink, self.n_recent, self.share = int(n_sink), int(n_recent), share
+        self.blocks, self.anchor_of, self.n_layers = self.pod.blocks, self.pod.anchor_of, self.pod.n_layers
+        self._group = None
+        self._batched = {}
+
+    def new_layer_state(self, cfg, layer: int, batch: int, device, dtype) -> EIPodLayerState:
+        """Layer 0 opens a new session group; layers 1..L-1 must follow in order and join it."""
+        self.pod._check_layer(cfg, layer)
+        if layer == 0:
+            self._group = {}
+        if self._group is None or len(self._group) != layer:
+            raise ValueError(f"edgeinfinite+pod: layer states must be created in order 0..{self.n_layers - 1}")
+        st = EIPodLayerState(layer, self.anchor_of[layer], batch, cfg.n_kv_heads, cfg.head_dim, device, dtype,
+                             self._group)
+        self._group[layer] = st
+        return st
+
+    def attend(self, call: AttnCall, state: Optional[EIPodLayerState]) -> torch.Tensor:
+        pos = call.pos
+        l = call.layer
+        if state is None:
+            T_ = call.q0.shape[2]
+            if T_ and (int(pos[0]) != 0 or int(pos[-1]) != T_ - 1):
+                raise ValueError("edgeinfinite+pod: the batched path needs positions 0..T-1")
+            a = self.anchor_of[l]
+            group = {} if l == a else self._batched.get(a)
+            if group is None:
+                raise AssertionError(f"edgeinfinite+pod layer {l}: anchor layer {a} has not run this forward pass")
+            state = EIPodLayerState(l, a, call.q0.shape[0], call.k0.shape[1], call.q0.shape[3], call.q0.device,
+                                    call.q0.dtype, group)
+            group[l] = state
+            last = self.blocks[self.pod.starts.index(a)][-1]
+            if l == a and last != l:
+                self._batched[a] = group
+            elif l == last:
+                self._batched.pop(a, None)
+        if state.layer != l:
+            raise ValueError(f"edgeinfinite+pod: state of layer {state.layer} given to layer {l}")
+        p_first, p_last = int(pos[0]), int(pos[-1])
+        if p_first != state.next_pos or p_last - p_first != len(pos) - 1:
+            raise ValueError(f"edgeinfinite+pod: positions {p_first}..{p_last} do not continue the cache (next "
+                             f"position {state.next_pos})")
+        if state.is_anchor:
+            ns = int((pos >= self.n_sink).sum())
+            state.call_q = call.rope.apply(call.q0, pos)
+            state.call_k0, state.call_pos = call.k0, pos.clone()
+            state.call_keys = _cat(state.win_k, call.rope.apply(call.k0[:, :, len(pos) - ns:], pos[len(pos) - ns:]))
+            state.call_keys_pos = torch.cat([state.win_k_pos, pos[len(pos) - ns:]])
+        outs = [self._piece(call, state, a, b) for a, b in self.layout.pieces(p_first, len(pos))]
+        state.next_pos = p_last + 1
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+
+    def _evict(self, st: EIPodLayerState, e: int):
+        """Segment e (the oldest cached) is compressed into memory and leaves the cache."""
+        lay = self.layout
+        first, S = lay.n_sink + e * lay.seg, lay.seg
+        if st.win_v.shape[2] < S or int(st.win_v_pos[0]) != first:
+            raise AssertionError(f"evicting segment {e}: cache does not start with it")
+        with no_autocast(st.M.device):
+            st.M, st.z = compress(st.M, st.z, st.km[:, :, :S], st.vm[:, :, :S], self.eps)
+        st.km, st.vm = st.km[:, :, S:], st.vm[:, :, S:]
+        st.win_v, st.win_v_pos = st.win_v[:, :, S:], st.win_v_pos[S:]
+        gone = st.win_k_pos < first + S
+        if not st.is_anchor and bool(gone.any()):
+            raise AssertionError(f"layer {st.layer}: a key of evicted segment {e} was still held")
+        st.win_k, st.win_k_pos = st.win_k[:, :, int(gone.sum()):], st.win_k_pos[int(gone.sum()):]
+        st.compressions += 1
+        st.evictions += 1
+
+    def _piece(self, call: AttnCall, st: EIPodLayerState, a: int, b: int) -> torch.Tensor:
+        """Output (B, H, b-a, D) of the call's tokens a..b-1 (one sink run or one segment)."""
+        lay = self.layout
+        pos = call.pos[a:b]
+        p0 = int(pos[0])
+        q0, k0, v = call.q0[:, :, a:b], call.k0[:, :, a:b], call.v[:, :, a:b]
+        q, k = call.rope.apply(q0, pos), call.rope.apply(k0, pos)
+        cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
+        dev, H = q.device, q.shape[1]
+        if p0 < lay.n_sink:   # sinks: all proximal, own keys
+            st.sink_k, st.sink_v = _cat(st.sink_k, k), _cat(st.sink_v, v)
+            st.sink_pos = torch.cat([st.sink_pos, pos])
+            allowed = (st.sink_pos[None, :] <= pos[:, None]).to(dev)
+            s = _logits(q, st.sink_k, call.scale, cdt).masked_fill(~allowed, float("-inf"))
+            return self._mix(call, st, a, b, softmax_values(s, st.sink_v, q.dtype))
+        j = lay.segment(p0)
+        if (p0 - lay.n_sink) % lay.seg == 0 and j - lay.W - 1 >= 0:
+            self._evict(st, j - lay.W - 1)
+        st.win_v, st.win_k = _cat(st.win_v, v), _cat(st.win_k, k)
+        st.win_v_pos, st.win_k_pos = torch.cat([st.win_v_pos, pos]), torch.cat([st.win_k_pos, pos])
+        an = st.anchor_state()
+        mdt = st.M.dtype
+        with no_autocast(st.M.device):
+            xn = call.x_norm[:, a:b].to(mdt)
+            if st.is_anchor:
+                k0_mem = k0
+            else:
+                if an.call_pos is None or int(an.call_pos[0]) > p0 or int(an.call_pos[-1]) < int(pos[-1]):
+                    raise AssertionError(f"edgeinfinite+pod layer {st.layer}: anchor {an.layer} has not run this call")
+                k0_mem = an.call_k0[:, :, p0 - int(an.call_pos[0]):int(pos[-1]) + 1 - int(an.call_pos[0])]
+            st.km = _cat(st.km, self.adapter.mem_k(call.layer, xn, k0_mem).to(mdt))
+            st.vm = _cat(st.vm, self.adapter.mem_v(call.layer, xn, v).to(mdt))
+        wpos = st.win_v_pos
+        prox = proximal_mask(pos, wpos, self.n_sink, self.n_recent)
+        dist = distant_mask(pos, wpos, self.n_sink, self.n_recent)
+        own = _logits(q, st.win_k, call.scale, cdt)
+        if st.is_anchor:
+            s_win = own.masked_fill(~(prox | dist).to(dev), float("-inf"))
+        else:
+            col = st.win_k_pos - int(wpos[0])
+            have = torch.zeros(len(wpos), dtype=torch.bool)
+            have[col] = True
+            if bool((prox & ~have[None, :]).any()):
+                raise AssertionError(f"edgeinfinite+pod layer {st.layer}: a proximal key was dropped")
+            s_own = torch.full(own.shape[:-1] + (len(wpos),), float("-inf"), dtype=cdt, device=dev)
+            s_own[..., col.to(dev)] = own
+            kk = int(wpos[0]) - int(an.call_keys_pos[0])
+            if kk < 0 or int(an.call_keys_pos[kk + len(wpos) - 1]) != int(wpos[-1]):
+                raise AssertionError(f"edgeinfinite+pod layer {st.layer}: anchor keys do not cover the window")
+            ak = an.call_keys[:, :, kk:kk + len(wpos)]
+            if self.share == "scores":
+                qa = an.call_q[:, :, p0 - int(an.call_pos[0]):int(pos[-1]) + 1 - int(an.call_pos[0])]
+                shared = _logits(qa, ak, call.scale, cdt)
+            else:
+                shared = _logits(q, ak, call.scale, cdt)
+            s_win = torch.where(prox.to(dev), s_own, torch.where(dist.to(dev), shared, torch.full_like(s_own,
+                                                                                                     float("-inf"))))
+        if st.sink_k.shape[2]:
+            # as attention.attend_groups: sink logits with the slot-rotated query, one softmax, two value products
+            qs = call.rope.apply(q0, lay.slot_positions(pos))
+            s = torch.cat([_logits(qs, st.sink_k, call.scale, cdt), s_win], dim=-1)
+            p = torch.nan_to_num(torch.softmax(s, dim=-1), nan=0.0)
+            ns = st.sink_k.shape[2]
+            local = (torch.matmul(p[..., :ns], expand_kv(st.sink_v, H).to(cdt))
+                     + torch.matmul(p[..., ns:], expand_kv(st.win_v, H).to(cdt))).to(q.dtype)
+        else:
+            local = softmax_values(s_win, st.win_v, q.dtype)
+        if not st.is_anchor:
+            keep = st.win_k_pos > int(pos[-1]) + 1 - self.n_recent   # proximal for the next query
+            st.win_k, st.win_k_pos = st.win_k[:, :, keep.to(st.win_k.device)], st.win_k_pos[keep]
+        return self._mix(call, st, a, b, local)
+
+    def _mix(self, call, st, a, b, local):
+        """docs/edgeinfinite.md "Gate" and "Routing": g·A_mem + (1-g)·A_local, A_local alone while memory is empty."""
+        if self.routing and st.compressions == 0:
+            return local
+        H = call.q0.shape[1]
+        with no_autocast(st.M.device):
+            xn = call.x_norm[:, a:b].to(st.M.dtype)
+            qm = self.adapter.mem_q(call.layer, xn, call.q0[:, :, a:b])
+            amem = retrieve(qm, expand_kv(st.M, H), expand_kv(st.z, H), self.eps)
+            g = self.adapter.gate(call.layer, xn).unsqueeze(-1)
+            out = g * amem + (1.0 - g) * local.to(st.M.dtype)
+        return out.to(local.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Adapter GGUF (docs/pod.md, "Adapter GGUF")
 # ----------------------------------------------------------------------------------------------------------
 
@@ -368,7 +595,14 @@ class PodConfig:
         return blocks_from_starts(self.block_starts, self.n_layers)
 
     def policy(self, share: Optional[str] = None) -> PodPolicy:
+        """The `pod` policy with this adapter's blocks and defaults (share overridable)."""
         return PodPolicy(self.blocks, self.n_sink, self.n_recent, share or self.share)
+
+    def ei_pod_policy(self, ei_adapter, share: Optional[str] = None, routing: bool = True) -> "EdgeInfinitePodPolicy":
+        """The `edgeinfinite+pod` policy: the EdgeInfinite adapter's layout and gate, this adapter's blocks."""
+        check_ei_pod(self, ei_adapter.n_sink, ei_adapter.window)
+        return EdgeInfinitePodPolicy(self.blocks, ei_adapter.n_sink, ei_adapter.window, ei_adapter.seg, self.n_recent,
+                                     share or self.share, ei_adapter, routing=routing)
 
     def check_model(self, cfg):
         """Raise ValueError naming the first dimension that differs from the base model's LlamaConfig."""

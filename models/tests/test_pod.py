@@ -21,11 +21,11 @@ MODELS = os.path.dirname(HERE)
 sys.path.insert(0, MODELS)
 
 from edgeinf_ref.adapter import EdgeInfAdapter  # noqa: E402
-from edgeinf_ref.attention import AttnCall, FullPolicy, Rope  # noqa: E402
+from edgeinf_ref.attention import AttnCall, EdgeInfinitePolicy, FullPolicy, Rope  # noqa: E402
 from edgeinf_ref.gguf import GGUFWriter, T, read_gguf  # noqa: E402
 from edgeinf_ref.llama import Llama, LlamaConfig  # noqa: E402
-from edgeinf_ref.pod import (PodConfig, PodPolicy, blocks_from_starts, kv_bytes_held, kv_saving,  # noqa: E402
-                             load_pod_gguf, starts_from_blocks)
+from edgeinf_ref.pod import (EdgeInfinitePodPolicy, PodConfig, PodPolicy, blocks_from_starts,  # noqa: E402
+                             kv_bytes_held, kv_saving, load_pod_gguf, starts_from_blocks)
 
 import pod_calibrate  # noqa: E402
 
@@ -88,6 +88,79 @@ def naive_pod(layers, blocks, n_sink, n_recent, share):
     return outs
 
 
+def _sig(x):
+    return np.where(x > 0, x + 1.0, np.exp(x))   # ELU(x) + 1
+
+
+def naive_eipod(layers, blocks, n_sink, window, seg, n_recent, share, ad, routing=True, mem_keys="anchor"):
+    """layers: per layer (q0 (H,T,D), k0 (Hkv,T,D), v (Hkv,T,D), xn (T,dim)) numpy float64 -> per layer output
+    (H,T,D) of edgeinfinite+pod following docs/pod.md literally: edgeinfinite.md's cache, positions, memory and gate;
+    inside the cache pod's proximal/distant rule; non-anchor layers compress with the anchor's k0 + own low-rank term.
+    Also returns the compressions per layer. mem_keys="own" (not the contract) builds memory keys from the layer's own
+    k0, to show the tests can tell."""
+    anchor = {l: b[0] for b in blocks for l in b}
+    W = window // seg
+    outs, comps = [], []
+    for l, (q0, k0, v, xn) in enumerate(layers):
+        H, T, D = q0.shape
+        Hkv = k0.shape[0]
+        a = anchor[l]
+        qa, ka = layers[a][0], layers[a][1]
+        P = {n: prm.detach().double().numpy()[l] for n, prm in ad.named_parameters()}
+
+        def lowrank(an, bn, x):
+            return P[bn] @ (P[an] @ x) if ad.rank else 0.0
+        kb = ka if mem_keys == "anchor" else k0
+        kmem = np.stack([kb[:, t].reshape(-1) + lowrank("mk_a", "mk_b", xn[t]) for t in range(T)]).reshape(T, Hkv, D)
+        vmem = np.stack([v[:, t].reshape(-1) + lowrank("mv_a", "mv_b", xn[t]) for t in range(T)]).reshape(T, Hkv, D)
+        qmem = np.stack([q0[:, t].reshape(-1) + lowrank("mq_a", "mq_b", xn[t]) for t in range(T)]).reshape(T, H, D)
+        M, z = np.zeros((Hkv, D, D)), np.zeros((Hkv, D))
+        out = np.zeros((H, T, D))
+        n_comp = 0
+        for p in range(T):
+            if p >= n_sink and (p - n_sink) % seg == 0 and (p - n_sink) // seg - W - 1 >= 0:
+                e = (p - n_sink) // seg - W - 1
+                S = list(range(n_sink + e * seg, n_sink + (e + 1) * seg))
+                for g in range(Hkv):
+                    sK = _sig(np.stack([kmem[t, g] for t in S]))
+                    Vret = (sK @ M[g]) / (sK @ z[g] + ad.eps)[:, None]
+                    M[g] = M[g] + sK.T @ (np.stack([vmem[t, g] for t in S]) - Vret)
+                    z[g] = z[g] + sK.sum(0)
+                n_comp += 1
+            if p < n_sink:
+                cached, c = list(range(p + 1)), p
+            else:
+                j = (p - n_sink) // seg
+                p_fw = n_sink + max(0, j - W) * seg
+                cached, c = list(range(n_sink)) + list(range(p_fw, p + 1)), n_sink + (p - p_fw)
+            for h in range(H):
+                g = h // (H // Hkv)
+                sc = []
+                for t in cached:
+                    if t < n_sink:
+                        qp = c if p >= n_sink else p
+                        s_ = _rot(q0[h, p], qp) @ _rot(k0[g, t], t)
+                    elif t > p - n_recent:
+                        s_ = _rot(q0[h, p], p) @ _rot(k0[g, t], t)
+                    elif share == "scores":
+                        s_ = _rot(qa[h, p], p) @ _rot(ka[g, t], t)
+                    else:
+                        s_ = _rot(q0[h, p], p) @ _rot(ka[g, t], t)
+                    sc.append(s_ / math.sqrt(D))
+                w = np.exp(np.array(sc) - max(sc))
+                local = (w / w.sum()) @ v[g, cached]
+                if routing and n_comp == 0:
+                    out[h, p] = local
+                    continue
+                sq = _sig(qmem[p, h])
+                amem = (sq @ M[g]) / (sq @ z[g] + ad.eps)
+                gate = 1.0 / (1.0 + np.exp(-(P["gate_w"][h] @ xn[p] + P["gate_b"][h])))
+                out[h, p] = gate * amem + (1 - gate) * local
+        outs.append(out)
+        comps.append(n_comp)
+    return outs, comps
+
+
 def random_layers(n_layers, T, seed=0, H=4, Hkv=2, D=8):
     g = torch.Generator().manual_seed(seed)
     return [(torch.randn(1, H, T, D, generator=g, dtype=torch.float64),
@@ -95,14 +168,15 @@ def random_layers(n_layers, T, seed=0, H=4, Hkv=2, D=8):
              torch.randn(1, Hkv, T, D, generator=g, dtype=torch.float64)) for _ in range(n_layers)]
 
 
-def run_layers(pol, layers, chunk=None, n_heads=4, n_kv=2, D=8):
+def run_layers(pol, layers, chunk=None, n_heads=4, n_kv=2, D=8, xns=None):
     """Feed the per-layer inputs through pol: batched (chunk None) or incremental in chunks (all layers of a chunk
-    in order, like the model). Returns (per layer output (H,T,D) numpy, layer states or None)."""
+    in order, like the model). xns: per-layer normed inputs (B,T,dim) (zeros if None). Returns (per layer output
+    (H,T,D) numpy, layer states or None)."""
     rope = Rope(D, 10000.0)
     T_ = layers[0][0].shape[2]
-    xn = torch.zeros(1, T_, 1, dtype=torch.float64)
+    xns = xns or [torch.zeros(1, T_, 1, dtype=torch.float64)] * len(layers)
     if chunk is None:
-        return [pol.attend(AttnCall(l, q0, k0, v, torch.arange(T_), rope, xn), None)[0].numpy()
+        return [pol.attend(AttnCall(l, q0, k0, v, torch.arange(T_), rope, xns[l]), None)[0].numpy()
                 for l, (q0, k0, v) in enumerate(layers)], None
     cfg = LlamaConfig(vocab_size=8, dim=n_heads * D, n_layers=len(layers), n_heads=n_heads, n_kv_heads=n_kv, ffn_dim=8)
     states = [pol.new_layer_state(cfg, l, 1, "cpu", torch.float64) for l in range(len(layers))]
@@ -112,7 +186,7 @@ def run_layers(pol, layers, chunk=None, n_heads=4, n_kv=2, D=8):
         pos = torch.arange(sl.start, sl.stop)
         for l, (q0, k0, v) in enumerate(layers):
             outs[l].append(pol.attend(AttnCall(l, q0[:, :, sl], k0[:, :, sl], v[:, :, sl], pos, rope,
-                                               xn[:, sl]), states[l]))
+                                               xns[l][:, sl]), states[l]))
     return [torch.cat(o, 2)[0].numpy() for o in outs], states
 
 
@@ -290,6 +364,137 @@ class TestPodModel(unittest.TestCase):
                 blocks_from_starts(starts, 6)
         with self.assertRaises(ValueError):
             starts_from_blocks([[0, 1]], 3)
+
+
+def random_adapter(cfg_or_dims, rank=3, n_sink=4, window=16, seg=8, seed=7, std=0.3):
+    """An EdgeInfAdapter with every parameter random (gates around 0.5, non-zero low-rank terms), float64."""
+    ad = (EdgeInfAdapter.for_model(cfg_or_dims, rank=rank, n_sink=n_sink, window=window, seg=seg)
+          if isinstance(cfg_or_dims, LlamaConfig) else
+          EdgeInfAdapter(*cfg_or_dims, rank=rank, n_sink=n_sink, window=window, seg=seg))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for prm in ad.parameters():
+            prm.copy_(torch.randn(prm.shape, generator=g) * std)
+    return ad.double()
+
+
+class TestEdgeInfinitePodVsNaive(unittest.TestCase):
+    """Attention level: edgeinfinite+pod (batched and incremental) equals the literal transcription."""
+
+    def setUp(self):
+        torch.set_grad_enabled(False)
+
+    def tearDown(self):
+        torch.set_grad_enabled(True)
+
+    def test_policies(self):
+        T_, dim = 60, 16
+        for blocks in ([[0, 1, 2]], [[0], [1, 2]]):
+            for share in ("scores", "keys"):
+                for n_sink, window, seg, n_recent, rank, routing in ((4, 16, 8, 8, 3, True), (0, 8, 4, 8, 0, True),
+                                                                     (3, 6, 3, 1, 2, False), (2, 12, 4, 5, 3, True)):
+                    with self.subTest(blocks=blocks, share=share, layout=(n_sink, window, seg, n_recent),
+                                      rank=rank, routing=routing):
+                        layers = random_layers(3, T_, seed=n_sink + window)
+                        g = torch.Generator().manual_seed(11)
+                        xns = [torch.randn(1, T_, dim, generator=g, dtype=torch.float64) for _ in range(3)]
+                        ad = random_adapter((3, 4, 2, 8, dim), rank=rank, n_sink=n_sink, window=window, seg=seg)
+                        exp, comps = naive_eipod([tuple(x[0].numpy() for x in lay) + (xn[0].numpy(),)
+                                                  for lay, xn in zip(layers, xns)], blocks, n_sink, window, seg,
+                                                 n_recent, share, ad, routing)
+                        self.assertGreater(comps[0], 3)
+                        pol = EdgeInfinitePodPolicy(blocks, n_sink, window, seg, n_recent, share, ad, routing=routing)
+                        got, _ = run_layers(pol, layers, xns=xns)
+                        for l in range(3):
+                            np.testing.assert_allclose(got[l], exp[l], rtol=0, atol=1e-10, err_msg=f"batched {l}")
+                        for ch in (1, 5, 9):
+                            got, states = run_layers(pol, layers, ch, xns=xns)
+                            for l in range(3):
+                                np.testing.assert_allclose(got[l], exp[l], rtol=0, atol=1e-10,
+                                                           err_msg=f"chunk {ch} layer {l}")
+                            for st in states:
+                                self.assertEqual(st.compressions, comps[0])
+                                self.assertLessEqual(len(st), n_sink + window + seg)
+                                if not st.is_anchor:
+                                    self.assertEqual(st.n_keys, min(len(st), n_sink + n_recent - 1))
+
+    def test_naive_memory_keys_are_the_anchors(self):
+        """The transcription is sharp about memory keys: building them from the layer's own k0 gives other outputs."""
+        T_, dim = 60, 16
+        layers = random_layers(2, T_, seed=4)
+        g = torch.Generator().manual_seed(11)
+        xns = [torch.randn(1, T_, dim, generator=g, dtype=torch.float64) for _ in range(2)]
+        ad = random_adapter((2, 4, 2, 8, dim), rank=2)
+        got, _ = run_layers(EdgeInfinitePodPolicy([[0, 1]], 4, 16, 8, 8, "keys", ad), layers, xns=xns)
+        np_layers = [tuple(x[0].numpy() for x in lay) + (xn[0].numpy(),) for lay, xn in zip(layers, xns)]
+        exp = naive_eipod(np_layers, [[0, 1]], 4, 16, 8, 8, "keys", ad)[0][1]
+        own = naive_eipod(np_layers, [[0, 1]], 4, 16, 8, 8, "keys", ad, mem_keys="own")[0][1]
+        np.testing.assert_allclose(got[1], exp, rtol=0, atol=1e-10)
+        self.assertGreater(np.abs(got[1] - own).max(), 1e-3)
+
+
+class TestEdgeInfinitePodModel(unittest.TestCase):
+    """Model level (3-layer random float64 Llama, random rank-3 adapter, n_sink 4 / window 16 / seg 8)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.m, cls.cfg = tiny_model(n_layers=3)
+        cls.ad = random_adapter(cls.cfg)
+        cls.tokens = torch.randint(0, cls.cfg.vocab_size, (1, 90), generator=torch.Generator().manual_seed(2))
+
+    def setUp(self):
+        torch.set_grad_enabled(False)
+
+    def tearDown(self):
+        torch.set_grad_enabled(True)
+
+    def _incremental(self, pol, chunk):
+        st = self.m.new_state(pol, 1)
+        t = self.tokens
+        return torch.cat([self.m(t[:, s:s + chunk], state=st)[0] for s in range(0, t.shape[1], chunk)], 0), st
+
+    def test_one_block_per_layer_is_edgeinfinite(self):
+        for routing in (True, False):
+            ei = EdgeInfinitePolicy(4, 16, 8, self.ad, routing=routing)
+            for share in ("scores", "keys"):
+                pol = EdgeInfinitePodPolicy([[0], [1], [2]], 4, 16, 8, 8, share, self.ad, routing=routing)
+                self.assertLess(float((self.m(self.tokens, policy=pol) - self.m(self.tokens, policy=ei)).abs().max()),
+                                1e-12)
+                for chunk in (1, 7):
+                    a, _ = self._incremental(pol, chunk)
+                    b, _ = self._incremental(ei, chunk)
+                    self.assertLess(float((a - b).abs().max()), 1e-12, (routing, share, chunk))
+
+    def test_pod_until_first_eviction(self):
+        budget = 4 + 16 + 8
+        for share in ("scores", "keys"):
+            pol = EdgeInfinitePodPolicy([[0, 1, 2]], 4, 16, 8, 8, share, self.ad)
+            got = self.m(self.tokens, policy=pol)[0]
+            pod = self.m(self.tokens, policy=PodPolicy([[0, 1, 2]], 4, 8, share))[0]
+            self.assertLess(float((got[:budget] - pod[:budget]).abs().max()), 1e-12)
+            self.assertGreater(float((got[budget:] - pod[budget:]).abs().max()), 1e-3)
+
+    def test_incremental_equals_batched_and_kv_bytes(self):
+        kv_dim = self.cfg.n_kv_heads * self.cfg.head_dim
+        for blocks in ([[0, 1, 2]], [[0, 1], [2]]):
+            for share in ("scores", "keys"):
+                pol = EdgeInfinitePodPolicy(blocks, 4, 16, 8, 8, share, self.ad)
+                b = self.m(self.tokens, policy=pol)[0]
+                for chunk in (1, 6, 13):
+                    inc, st = self._incremental(pol, chunk)
+                    self.assertLess(float((inc - b).abs().max()), 1e-11, (blocks, share, chunk))
+                    h = len(st.layers[0])
+                    self.assertEqual(sum(s.nbytes() for s in st.layers),
+                                     kv_bytes_held(h, 3, len(blocks), kv_dim, 4, 8, elem=8))
+                    self.assertEqual(h, 4 + 16 + 6)   # sinks, 2 whole segments, 6 tokens of the current one
+
+    def test_refusals(self):
+        with self.assertRaises(ValueError):
+            EdgeInfinitePodPolicy([[0, 1, 2]], 4, 16, 8, 17, "keys", self.ad)   # n_recent > window
+        with self.assertRaises(ValueError):
+            EdgeInfinitePodPolicy([[0, 1, 2]], 4, 16, 8, 8, "keys", None)
+        with self.assertRaises(ValueError):
+            EdgeInfinitePodPolicy([[0, 2]], 4, 16, 8, 8, "keys", self.ad)
 
 
 class TestPodAdapter(unittest.TestCase):
