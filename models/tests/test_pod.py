@@ -585,6 +585,81 @@ class TestPodAdapter(unittest.TestCase):
                 load_pod_gguf(self._write(name + ".gguf", **over), self.cfg)
 
 
+ROOT = os.path.dirname(MODELS)
+FIX_POD = os.path.join(ROOT, "tests", "fixtures", "tiny-pod")
+
+
+class TestPodFixtures(unittest.TestCase):
+    """The committed tiny-pod fixtures agree with the reference and are reproducible from make_tiny_pod.py."""
+
+    @classmethod
+    def setUpClass(cls):
+        import json
+        with open(os.path.join(FIX_POD, "manifest.json"), encoding="utf-8") as f:
+            cls.man = json.load(f)
+
+    def test_sizes_and_inputs(self):
+        import hashlib
+        total = sum(os.path.getsize(os.path.join(FIX_POD, n)) for n in os.listdir(FIX_POD))
+        self.assertLess(total, 1000 * 1000)
+        for key in ("base_model", "ei_adapter"):
+            with open(os.path.join(FIX_POD, self.man[key]["path"]), "rb") as f:
+                self.assertEqual(hashlib.sha256(f.read()).hexdigest(), self.man[key]["sha256"],
+                                 f"{key} changed: regenerate tiny-pod")
+        self.assertEqual(len(self.man["edgeinfinite+pod"]["evictions_at"]), 9)
+
+    def test_logits_match_reference(self):
+        from edgeinf_ref.export import load_gguf
+        seq = torch.tensor([self.man["sequence"]])
+        m, cfg, _ = load_gguf(os.path.join(FIX_POD, self.man["base_model"]["path"]), dtype=torch.float64)
+        for run, e in self.man["runs"].items():
+            with self.subTest(run):
+                pc, ei = load_pod_gguf(os.path.join(FIX_POD, e["adapter"]), cfg)
+                self.assertEqual((pc.share, pc.n_recent, pc.block_starts), (e["share"], e["n_recent"], [0]))
+                pol = pc.policy() if e["policy"] == "pod" else pc.ei_pod_policy(ei.double())
+                with torch.no_grad():
+                    ref = m(seq, policy=pol)[0].numpy()
+                lg = np.fromfile(os.path.join(FIX_POD, e["logits_file"]), dtype="<f4").reshape(e["logits_shape"])
+                np.testing.assert_allclose(lg, ref, rtol=0, atol=1e-5)
+                self.assertEqual(lg.shape, (self.man["n_rows"], self.man["vocab"]))
+
+    def test_expect_txt_matches_manifest(self):
+        for run, e in self.man["runs"].items():
+            kv = {}
+            with open(os.path.join(FIX_POD, run + ".expect.txt"), encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith("#") or not line.strip():
+                        continue
+                    k, *v = line.split()
+                    kv[k] = v
+            self.assertEqual(kv["policy"], [e["policy"]])
+            self.assertEqual(kv["share"], [e["share"]])
+            self.assertEqual(kv["adapter"], [e["adapter"]])
+            self.assertEqual([int(x) for x in kv["sequence"]], self.man["sequence"])
+            self.assertEqual([int(x) for x in kv["greedy"]], e["greedy"])
+            self.assertEqual(kv["logits"], [e["logits_file"]])
+            self.assertEqual(int(kv["n_recent"][0]), e["n_recent"])
+            st = e["stats_after_sequence"]
+            self.assertEqual([int(x) for x in kv["keys_per_layer"]], st["keys_per_layer"])
+            self.assertEqual(int(kv["kv_bytes_held"][0]), st["kv_bytes_held"])
+            self.assertEqual(int(kv["compressions"][0]), st["compressions"])
+
+    def test_regeneration_is_byte_identical(self):
+        import contextlib
+        import hashlib
+        import io
+        sys.path.insert(0, os.path.join(MODELS, "tools"))
+        import make_tiny_pod
+        with tempfile.TemporaryDirectory() as td:
+            with contextlib.redirect_stdout(io.StringIO()):
+                make_tiny_pod.main(td, os.path.join(ROOT, "tests", "fixtures", "tiny"),
+                                   os.path.join(ROOT, "tests", "fixtures", "tiny-ei"))
+            self.assertEqual(sorted(os.listdir(FIX_POD)), sorted(os.listdir(td)))
+            for n in sorted(os.listdir(FIX_POD)):
+                with open(os.path.join(FIX_POD, n), "rb") as a, open(os.path.join(td, n), "rb") as b:
+                    self.assertEqual(hashlib.sha256(a.read()).hexdigest(), hashlib.sha256(b.read()).hexdigest(), n)
+
+
 class TestCalibrationMath(unittest.TestCase):
     def test_js_similarity(self):
         p = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
@@ -611,6 +686,35 @@ class TestCalibrationMath(unittest.TestCase):
         for d in (0.0, -0.1, 1.01, float("nan")):
             with self.assertRaises(ValueError):
                 pod_calibrate.greedy_blocks(S, d)
+
+    def test_calibration_end_to_end_tiny(self):
+        """pod_calibrate on the tiny fixture model: similarity in [0, 1] with a unit diagonal, blocks per δ from it,
+        measured KV bytes == formula (asserted inside), adapters that load, a PNG; δ outside (0, 1] exits 2."""
+        import contextlib
+        import io
+        tiny = os.path.join(ROOT, "tests", "fixtures", "tiny")
+        args = ["--model", os.path.join(tiny, "tiny-f32.gguf"), "--corpus", os.path.join(tiny, "corpus.txt"),
+                "--n-sink", "4", "--n-recent", "16", "--seq-len", "128", "--windows", "2", "--queries", "16",
+                "--min-distant", "16", "--eval-windows", "2", "--threads", "1"]
+        with tempfile.TemporaryDirectory() as td:
+            with contextlib.redirect_stdout(io.StringIO()):
+                res = pod_calibrate.main(args + ["--delta", "0.3", "1", "--out-dir", td,
+                                                 "--png", os.path.join(td, "s.png")])
+            S = np.array(res["similarity"])
+            self.assertEqual(S.shape, (2, 2))
+            np.testing.assert_allclose(np.diag(S), 1.0)
+            self.assertTrue(0.0 <= S[0, 1] < 1.0)
+            self.assertEqual(res["per_delta"][0]["blocks"], [[0, 1]] if S[0, 1] >= 0.3 else [[0], [1]])
+            self.assertEqual(res["per_delta"][1]["blocks"], [[0], [1]])
+            self.assertEqual(res["per_delta"][1]["kv_saved"], 0.0)
+            self.assertLess(abs(res["per_delta"][1]["ppl"]["scores"] / res["eval"]["full_ppl"] - 1), 1e-5)
+            pc, _ = load_pod_gguf(res["per_delta"][0]["adapter"])
+            self.assertEqual(pc.blocks, res["per_delta"][0]["blocks"])
+            self.assertTrue(os.path.getsize(os.path.join(td, "s.png")) > 1000)
+            for d in ("0", "1.5"):
+                with self.assertRaises(SystemExit) as cm, contextlib.redirect_stderr(io.StringIO()):
+                    pod_calibrate.main(args + ["--delta", d, "--out-dir", td, "--png", ""])
+                self.assertEqual(cm.exception.code, 2)
 
 
 if __name__ == "__main__":
