@@ -165,16 +165,19 @@ def measured_kv(model, tokens, pol, chunk=64):
     return out[0], out[1]
 
 
-def perplexity(model, wins, policy, batch=4):
-    """exp(mean next-token NLL) over the windows (batched path), and the mean NLL."""
-    tot, n = 0.0, 0
+def perplexity(model, wins, policy, first_distant: int, batch=4):
+    """(perplexity over every predicted token, perplexity over the tokens predicted by queries at positions >=
+    first_distant, i.e. those that have distant tokens) of the windows, batched path."""
+    tot, n, tot_d, n_d = 0.0, 0, 0.0, 0
     with torch.no_grad():
         for i in range(0, len(wins), batch):
             x = torch.stack(wins[i:i + batch])
-            lg = model(x[:, :-1], policy=policy).float()
-            tot += float(F.cross_entropy(lg.reshape(-1, lg.shape[-1]), x[:, 1:].reshape(-1), reduction="sum"))
-            n += x[:, 1:].numel()
-    return math.exp(tot / n), tot / n
+            lg = model(x[:, :-1], policy=policy).double()
+            nll = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
+            nll = nll.view(x.shape[0], -1)
+            tot, n = tot + float(nll.sum()), n + nll.numel()
+            tot_d, n_d = tot_d + float(nll[:, first_distant:].sum()), n_d + nll[:, first_distant:].numel()
+    return math.exp(tot / n), math.exp(tot_d / max(1, n_d))
 
 
 def heat_map(S, blocks, title, path, mass=None):
@@ -286,9 +289,13 @@ def main(argv=None):
     }
     ppl_cache = {}
     if ev:
-        full_ppl, full_nll = perplexity(model, ev, None)
-        result["eval"] = {"windows": len(ev), "tokens": len(ev) * (seq_len - 1), "full_ppl": round(full_ppl, 4)}
-        log(f"full attention: perplexity {full_ppl:.4f} on {len(ev)} evaluation windows")
+        first_distant = args.n_sink + args.n_recent
+        full_ppl, full_ppl_d = perplexity(model, ev, None, first_distant)
+        result["eval"] = {"windows": len(ev), "tokens": len(ev) * (seq_len - 1), "full_ppl": round(full_ppl, 4),
+                          "tokens_with_distant": len(ev) * max(0, seq_len - 1 - first_distant),
+                          "full_ppl_with_distant": round(full_ppl_d, 4)}
+        log(f"full attention: perplexity {full_ppl:.4f} on {len(ev)} evaluation windows ({full_ppl_d:.4f} on the "
+            f"tokens predicted at positions >= {first_distant}, which have distant tokens)")
     for d in deltas:
         blocks = greedy_blocks(S, d)
         starts = starts_from_blocks(blocks, L)
@@ -304,10 +311,13 @@ def main(argv=None):
         if ev:
             key = tuple(starts)
             if key not in ppl_cache:
-                ppl_cache[key] = {sh: perplexity(model, ev, PodPolicy(blocks, args.n_sink, args.n_recent, sh))[0]
-                                  for sh in ("scores", "keys")}
-            entry["ppl"] = {sh: round(v, 4) for sh, v in ppl_cache[key].items()}
-            entry["ppl_increase"] = {sh: round(v / full_ppl - 1, 4) for sh, v in ppl_cache[key].items()}
+                ppl_cache[key] = {sh: perplexity(model, ev, PodPolicy(blocks, args.n_sink, args.n_recent, sh),
+                                                 first_distant) for sh in ("scores", "keys")}
+            entry["ppl"] = {sh: round(v[0], 4) for sh, v in ppl_cache[key].items()}
+            entry["ppl_increase"] = {sh: round(v[0] / full_ppl - 1, 4) for sh, v in ppl_cache[key].items()}
+            entry["ppl_with_distant"] = {sh: round(v[1], 4) for sh, v in ppl_cache[key].items()}
+            entry["ppl_with_distant_increase"] = {sh: round(v[1] / full_ppl_d - 1, 4)
+                                                  for sh, v in ppl_cache[key].items()}
         pc = PodConfig.for_model(cfg, starts, args.n_sink, args.n_recent, args.share, d, S.astype(np.float32))
         apath = os.path.join(args.out_dir, f"pod-delta{d:g}.gguf")
         pc.save_gguf(apath)
@@ -316,7 +326,8 @@ def main(argv=None):
         msg = (f"delta {d:g}: blocks {blocks} -> KV saved {100 * entry['kv_saved']:.1f}% at {seq_len} tokens "
                f"({100 * entry['kv_saved_asymptotic']:.1f}% asymptotically)")
         if ev:
-            msg += "; perplexity " + ", ".join(f"{sh} {v:.4f} ({100 * (v / full_ppl - 1):+.2f}%)"
+            msg += "; perplexity " + ", ".join(f"{sh} {v[0]:.4f} ({100 * (v[0] / full_ppl - 1):+.2f}%; "
+                                               f"{100 * (v[1] / full_ppl_d - 1):+.2f}% with distant)"
                                                for sh, v in ppl_cache[tuple(starts)].items())
         log(msg)
     result["seconds"] = round(time.time() - t0, 1)

@@ -121,8 +121,8 @@ def softmax_values(s: torch.Tensor, v: torch.Tensor, out_dtype) -> torch.Tensor:
 
 
 def _logits(q: torch.Tensor, k: torch.Tensor, scale: float, cdt) -> torch.Tensor:
-    """scale · q kᵀ: q (B, H, T, D), k (B, Hkv, S, D) -> (B, H, T, S) in cdt, query head h against KV head h // (H/Hkv).
-    The same expression as attention.attend_groups."""
+    """scale · q kᵀ: q (B, H, T, D), k (B, Hkv, S, D) -> (B, H, T, S) in cdt, query head h against KV head
+    h // (H/Hkv). The same expression as attention.attend_groups."""
     return torch.matmul(q.to(cdt), expand_kv(k, q.shape[1]).to(cdt).transpose(-1, -2)) * scale
 
 
@@ -625,7 +625,8 @@ class PodConfig:
 
     def save_gguf(self, path: str, ei_adapter=None, name: str = "edgeinf-pod-adapter"):
         """Write a kind "pod" adapter (no tensors) or, with an EdgeInfAdapter, a kind "edgeinfinite+pod" adapter: every
-        key and tensor of the EdgeInfinite adapter plus the pod keys (its n_sink must equal ours, n_recent <= window)."""
+        key and tensor of the EdgeInfinite adapter plus the pod keys (its n_sink must equal ours, n_recent <=
+        window)."""
         self.validate()
         w = GGUFWriter()
         if ei_adapter is None:

@@ -53,8 +53,8 @@ RUNS = [
 FORMATS = {
     "tiny-pod-*.gguf": "kind 'pod' adapter GGUF of docs/pod.md for ../tiny/tiny-f32.gguf (no tensors): block_starts "
                        "[0] (layers 0-1 one block), n_sink 4, n_recent 16, share as named",
-    "tiny-eipod-*.gguf": "kind 'edgeinfinite+pod' adapter GGUF: every key and tensor of ../tiny-ei/tiny-ei-adapter.gguf "
-                         "(n_sink 4, window 16, seg 8, rank 4) plus the pod keys: block_starts [0], n_recent 8, share "
+    "tiny-eipod-*.gguf": "kind 'edgeinfinite+pod' adapter GGUF: every key and tensor of "
+                         "../tiny-ei/tiny-ei-adapter.gguf (n_sink 4, window 16, seg 8, rank 4) plus the pod keys: block_starts [0], n_recent 8, share "
                          "as named",
     "*.logits.f32": "raw little-endian float32, row-major, no header, shape [n_rows, vocab]. Row i = next-token logits "
                     "after consuming sequence[0..i] with the run's policy and adapter, computed in float64 on the f32 "
@@ -68,8 +68,8 @@ FORMATS = {
     "measured": "error scales measured by the generator: the same run in float32 (batched path), max and mean "
                 "|f32 - f64| over the logits",
     "checks": "facts the generator asserted: incremental (chunks of 7 and of 1) == batched to 1e-9; pod == full "
-              "before the first distant token and not after; edgeinfinite+pod == pod with its n_recent before the first "
-              "eviction and not after; share=scores != share=keys",
+              "before the first distant token and not after; edgeinfinite+pod == pod with its n_recent before the "
+              "first eviction and not after; share=scores != share=keys",
     "*.expect.txt": "plain-text twin of one run for C tests: `key v1 v2 ...` per line ('#' comment lines): gguf "
                     "(path relative to this directory), ftype, policy, adapter, share, block_starts, n_sink, n_recent, "
                     "window, seg (0 for pod), vocab, n_rows, sequence, logits, margins, greedy, greedy_margins, "
@@ -120,7 +120,8 @@ def greedy_after(model, seq, policy, n):
 
 def main(out_dir: str, base_dir: str = None, ei_dir: str = None):
     """Write the fixtures into out_dir, reading the tiny base model from base_dir and the EdgeInfinite adapter from
-    ei_dir (defaults out_dir/../tiny and out_dir/../tiny-ei; the manifest always names them ../tiny/..., ../tiny-ei/...)."""
+    ei_dir (defaults out_dir/../tiny and out_dir/../tiny-ei; the manifest always names them ../tiny/...,
+    ../tiny-ei/...)."""
     os.makedirs(out_dir, exist_ok=True)
     torch.set_num_threads(1)
     import sentencepiece as spm
