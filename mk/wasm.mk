@@ -9,8 +9,8 @@ DIST := dist
 
 # The engine library for wasm: every src/*.c but the native kernel files (kernels_wasm.c is the ISA file).
 WASM_LIB_SRC := $(filter-out src/kernels_x86.c src/kernels_generic.c,$(wildcard src/*.c))
-WASM_SRC := $(WASM_LIB_SRC) wasm/shim.c
-WASM_HDR := $(wildcard src/*.h)
+WASM_SRC := $(WASM_LIB_SRC) $(wildcard wasm/*.c)
+WASM_HDR := $(wildcard src/*.h wasm/*.h)
 
 # Release flags. No ASSERTIONS. ABORTING_MALLOC=0: a failed malloc returns NULL so the C code reports
 # EI_ERR_NOMEM instead of emscripten aborting the whole module. FILESYSTEM=0: the engine gets its bytes

@@ -2,8 +2,9 @@
  *
  * Thin on purpose: it wraps edgeinf.h into signatures that are easy to call through emscripten
  * (plain ints, floats and pointers, no structs by value) and keeps the small per-session state the
- * streaming loop needs (token history for prompt-prefix reuse, the sampled-but-not-yet-fed token,
- * the UTF-8-safe detokenizer, the text of the last step). All model math stays in src/.
+ * streaming loop needs (a constant-size identity of the tokens fed so far for prompt-prefix reuse, the
+ * sampled-but-not-yet-fed token, the UTF-8-safe detokenizer, the sampler of the last generation, the text of
+ * the last step). All model math stays in src/. Checkpoints (save / restore) are in shim_checkpoint.c.
  *
  * Error convention: functions return a negative EI_ERR_* (or NULL) and leave the message in
  * ei_last_error(); eiw_last_code() repeats the code for the calls that return a pointer.
@@ -13,44 +14,19 @@
 #include <string.h>
 
 #include "edgeinf.h"
-
-#ifdef __EMSCRIPTEN__
-#include <emscripten/emscripten.h>
-#define EIW_EXPORT EMSCRIPTEN_KEEPALIVE
-#else
-#define EIW_EXPORT
-#endif
+#include "error.h"
+#include "shim.h"
 
 /* eiw_gen_step() result when the model produced its end-of-sequence token. */
 #define EIW_DONE_EOS (-1000)
-#define EIW_TEXT_CAP 1024
-
-typedef struct eiw_model {
-    ei_model *model;
-    void *buf;              /* the GGUF bytes the model points into; owned here */
-    ei_adapter *adapter;    /* EdgeInfinite adapter given to new sessions; NULL if none */
-} eiw_model;
-
-typedef struct eiw_session {
-    eiw_model *m;
-    ei_session *s;
-    ei_sampler *smp;        /* sampler of the current generation; NULL between generations */
-    ei_detok detok;
-    int32_t *hist;          /* tokens fed to the model since the last reset (for prefix reuse) */
-    int32_t n_hist, cap_hist;
-    int32_t *todo;          /* prompt tokens still to prefill */
-    int32_t n_todo, i_todo;
-    int32_t pending;        /* sampled token not yet fed to the model; -1 if none */
-    char text[EIW_TEXT_CAP];/* text produced by the last step (NUL-terminated) */
-} eiw_session;
 
 static int g_last_code;
 
-/* Records a failure code for pointer-returning calls; returns it for chaining. */
-static int fail(int code) {
+int eiw_fail(int code) {
     g_last_code = code;
     return code;
 }
+#define fail eiw_fail
 
 /* Code of the last failing shim call (0 if the last call succeeded). */
 EIW_EXPORT int eiw_last_code(void) { return g_last_code; }
@@ -58,6 +34,33 @@ EIW_EXPORT int eiw_last_code(void) { return g_last_code; }
 EIW_EXPORT const char *eiw_last_error(void) { return ei_last_error(); }
 /* Static "EI_ERR_X: description" for a code (borrowed). */
 EIW_EXPORT const char *eiw_strerror(int code) { return ei_strerror(code); }
+
+/* ------------------------------------------------------------------ token history identity */
+
+/* splitmix64's finaliser: a bijective 64-bit mixer, so each lane is a chain of strong mixes of (lane ^ token). */
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+void eiw_hist_init(eiw_hist *h) {
+    h->n = 0;
+    h->a = 0x243f6a8885a308d3ull;  /* two unrelated seeds (digits of pi and e) */
+    h->b = 0xb7e151628aed2a6bull;
+    h->known = 1;
+}
+
+void eiw_hist_push(eiw_hist *h, const int32_t *ids, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t t = (uint64_t)(uint32_t)ids[i];
+        h->a = mix64(h->a ^ (t + 0x9e3779b97f4a7c15ull));
+        h->b = mix64(h->b + t * 0xd6e8feb86659fd93ull + 1);
+    }
+    h->n += n;
+}
 
 /* ------------------------------------------------------------------ model */
 
@@ -196,6 +199,7 @@ EIW_EXPORT eiw_session *eiw_session_create(eiw_model *m, const char *policy, int
     }
     ws->m = m;
     ws->pending = -1;
+    eiw_hist_init(&ws->hist);
     return ws;
 }
 
@@ -204,17 +208,24 @@ EIW_EXPORT void eiw_session_free(eiw_session *ws) {
     if (!ws) return;
     ei_sampler_free(ws->smp);
     ei_session_free(ws->s);
-    free(ws->hist);
     free(ws->todo);
     free(ws);
 }
 
-/* Forgets every token of the session. */
-EIW_EXPORT void eiw_session_reset(eiw_session *ws) {
+/* Forgets the tokens (KV cache, memory, history, prompt still to read); keeps the sampler. */
+static void forget_tokens(eiw_session *ws) {
     ei_session_reset(ws->s);
-    ws->n_hist = 0;
+    eiw_hist_init(&ws->hist);
     ws->n_todo = ws->i_todo = 0;
     ws->pending = -1;
+}
+
+/* Forgets every token of the session and the last generation's sampler (nothing is left to continue). */
+EIW_EXPORT void eiw_session_reset(eiw_session *ws) {
+    forget_tokens(ws);
+    ei_sampler_free(ws->smp);
+    ws->smp = NULL;
+    ws->generating = 0;
 }
 
 /* Writes the session's stats as 13 doubles: policy, tokens, kv_tokens, kv_bytes, memory_bytes,
@@ -243,39 +254,11 @@ EIW_EXPORT const char *eiw_policy_name(int32_t policy) { return ei_policy_name(p
 
 /* ------------------------------------------------------------------ generation */
 
-/* Appends ids to the history, growing it; returns 0 or EI_ERR_NOMEM. */
-static int hist_append(eiw_session *ws, const int32_t *ids, int32_t n) {
-    if (ws->n_hist + n > ws->cap_hist) {
-        int32_t cap = ws->cap_hist ? ws->cap_hist : 256;
-        while (cap < ws->n_hist + n) cap *= 2;
-        int32_t *h = realloc(ws->hist, (size_t)cap * sizeof *h);
-        if (!h) return EI_ERR_NOMEM;
-        ws->hist = h;
-        ws->cap_hist = cap;
-    }
-    memcpy(ws->hist + ws->n_hist, ids, (size_t)n * sizeof *ids);
-    ws->n_hist += n;
-    return 0;
-}
-
-/* Starts a generation for `text` (the whole context: a fresh prompt or a full chat transcript).
- * When the tokens of text extend what the session already holds, only the new tail is prefilled
- * (the KV cache is reused); otherwise the session is reset first. Sampling params follow
- * ei_sampler_params (negative top_k / repeat_last_n / NaN floats keep the defaults); the seed is
- * given as two 32-bit halves and used only when has_seed. Returns the number of prompt tokens still
- * to prefill (call eiw_gen_prefill until it returns 0), or a negative error. */
-EIW_EXPORT int32_t eiw_gen_begin(eiw_session *ws, const char *text, int32_t add_bos, float temperature,
-                                 int32_t top_k, float top_p, float min_p, float repeat_penalty,
-                                 int32_t repeat_last_n, int32_t has_seed, uint32_t seed_lo, uint32_t seed_hi) {
-    const ei_tokenizer *tok = ei_model_get_tokenizer(ws->m->model);
-    int32_t *ids = NULL, n = 0;
-    int rc = tokenize_alloc(tok, text, add_bos, &ids, &n);
-    if (rc < 0) return fail(rc);
-    if (n == 0) {  /* nothing to condition on: no BOS and empty text */
-        free(ids);
-        return fail(EI_ERR_INVALID_ARG);
-    }
-
+/* Sampler params from the JS call: negative top_k / repeat_last_n and NaN floats keep the defaults; the seed is
+ * given as two 32-bit halves and used only when has_seed. */
+static ei_sampler_params sampler_params(float temperature, int32_t top_k, float top_p, float min_p,
+                                        float repeat_penalty, int32_t repeat_last_n, int32_t has_seed,
+                                        uint32_t seed_lo, uint32_t seed_hi) {
     ei_sampler_params qp = ei_sampler_default_params();
     if (temperature == temperature) qp.temperature = temperature;
     if (top_k >= 0) qp.top_k = top_k;
@@ -284,20 +267,59 @@ EIW_EXPORT int32_t eiw_gen_begin(eiw_session *ws, const char *text, int32_t add_
     if (repeat_penalty == repeat_penalty) qp.repeat_penalty = repeat_penalty;
     if (repeat_last_n >= 0) qp.repeat_last_n = repeat_last_n;
     if (has_seed) qp.seed = ((uint64_t)seed_hi << 32) | seed_lo;
+    return qp;
+}
+
+/* Makes a sampler with qp the session's (replacing the previous one). Returns 0 or a negative error. */
+static int set_sampler(eiw_session *ws, const ei_sampler_params *qp) {
     ei_sampler *smp = NULL;
-    rc = ei_sampler_create(&qp, &smp);
-    if (rc < 0) {
+    int rc = ei_sampler_create(qp, &smp);
+    if (rc < 0) return rc;
+    ei_sampler_free(ws->smp);
+    ws->smp = smp;
+    ws->qp = *qp;
+    return 0;
+}
+
+/* Hash of ids[0..n) in a fresh history (for the prefix test of eiw_gen_begin). */
+static eiw_hist hist_of(const int32_t *ids, int64_t n) {
+    eiw_hist h;
+    eiw_hist_init(&h);
+    eiw_hist_push(&h, ids, n);
+    return h;
+}
+
+/* Starts a generation for `text` (the whole context: a fresh prompt or a full chat transcript).
+ * When the tokens of text extend what the session already holds (same count and hash of the first
+ * hist.n tokens), only the new tail is prefilled (the KV cache is reused); otherwise the session's tokens are
+ * forgotten first. Sampling params: see sampler_params. Returns the number of prompt tokens still to prefill
+ * (call eiw_gen_prefill until it returns 0), or a negative error. */
+EIW_EXPORT int32_t eiw_gen_begin(eiw_session *ws, const char *text, int32_t add_bos, float temperature,
+                                 int32_t top_k, float top_p, float min_p, float repeat_penalty,
+                                 int32_t repeat_last_n, int32_t has_seed, uint32_t seed_lo, uint32_t seed_hi) {
+    const ei_tokenizer *tok = ei_model_get_tokenizer(ws->m->model);
+    ws->generating = 0;
+    int32_t *ids = NULL, n = 0;
+    int rc = tokenize_alloc(tok, text, add_bos, &ids, &n);
+    if (rc < 0) return fail(rc);
+    if (n == 0) {  /* nothing to condition on: no BOS and empty text */
+        free(ids);
+        return fail(ei_set_error(EI_ERR_INVALID_ARG, "generate: the prompt is empty"));
+    }
+    ei_sampler_params qp = sampler_params(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
+                                          has_seed, seed_lo, seed_hi);
+    if ((rc = set_sampler(ws, &qp)) < 0) {
         free(ids);
         return fail(rc);
     }
-    ei_sampler_free(ws->smp);
-    ws->smp = smp;
 
     /* Reuse the KV cache when the new context starts with everything fed so far. */
     int32_t keep = 0;
-    if (ws->n_hist > 0 && n >= ws->n_hist && memcmp(ids, ws->hist, (size_t)ws->n_hist * sizeof *ids) == 0)
-        keep = ws->n_hist;
-    if (!keep && (ws->n_hist > 0 || ws->n_todo > 0)) eiw_session_reset(ws);
+    if (ws->hist.known && ws->hist.n > 0 && n >= ws->hist.n) {
+        eiw_hist h = hist_of(ids, ws->hist.n);
+        if (h.a == ws->hist.a && h.b == ws->hist.b) keep = (int32_t)ws->hist.n;
+    }
+    if (!keep && (ws->hist.n > 0 || ws->n_todo > 0 || !ws->hist.known)) forget_tokens(ws);
     ws->pending = -1;
     for (int32_t i = 0; i < n; i++) ei_sampler_accept(ws->smp, ids[i]);
 
@@ -323,8 +345,36 @@ EIW_EXPORT int32_t eiw_gen_begin(eiw_session *ws, const char *text, int32_t add_
     ws->detok.at_start = n_text == 0;
     free(ids);
     ws->text[0] = '\0';
+    ws->generating = 1;
     g_last_code = 0;
     return ws->n_todo;
+}
+
+/* Starts a generation that continues exactly where the last one stopped (no new text: the last sampled token is
+ * fed, and the text goes on with the same detokenizer). With fresh = 0 the last generation's sampler continues (its
+ * params, RNG state and penalty history: a greedy or seeded run split in two gives the tokens of one run); with
+ * fresh = 1 (or when the session has no sampler, e.g. restored from a checkpoint without shim state) a new sampler
+ * with the given params is used. EI_ERR_INVALID_ARG when there is nothing to continue (no token fed, or the last
+ * prompt was not completely read). Returns 0 or a negative error. */
+EIW_EXPORT int32_t eiw_gen_continue(eiw_session *ws, int32_t fresh, float temperature, int32_t top_k, float top_p,
+                                    float min_p, float repeat_penalty, int32_t repeat_last_n, int32_t has_seed,
+                                    uint32_t seed_lo, uint32_t seed_hi) {
+    ws->generating = 0;
+    if (ws->i_todo < ws->n_todo)
+        return fail(ei_set_error(EI_ERR_INVALID_ARG, "continue: the last prompt was not completely read (aborted?); "
+                                                     "generate with the whole text instead"));
+    if (ws->pending < 0 && !ei_session_get_logits(ws->s))
+        return fail(ei_set_error(EI_ERR_INVALID_ARG, "continue: nothing to continue (the session holds no tokens)"));
+    if (fresh || !ws->smp) {
+        ei_sampler_params qp = sampler_params(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
+                                              has_seed, seed_lo, seed_hi);
+        int rc = set_sampler(ws, &qp);
+        if (rc < 0) return fail(rc);
+    }
+    ws->text[0] = '\0';
+    ws->generating = 1;
+    g_last_code = 0;
+    return 0;
 }
 
 /* Prefills up to max_n of the remaining prompt tokens. Returns how many remain (0 = logits ready), or a
@@ -335,11 +385,7 @@ EIW_EXPORT int32_t eiw_gen_prefill(eiw_session *ws, int32_t max_n) {
     int32_t n = (max_n > 0 && max_n < left) ? max_n : left;
     int rc = ei_session_prefill(ws->s, ws->todo + ws->i_todo, n);
     if (rc < 0) return fail(rc);
-    rc = hist_append(ws, ws->todo + ws->i_todo, n);
-    if (rc < 0) {
-        eiw_session_reset(ws);  /* history no longer matches the KV cache: start clean next time */
-        return fail(rc);
-    }
+    eiw_hist_push(&ws->hist, ws->todo + ws->i_todo, n);
     ws->i_todo += n;
     return ws->n_todo - ws->i_todo;
 }
@@ -350,16 +396,12 @@ EIW_EXPORT int32_t eiw_gen_prefill(eiw_session *ws, int32_t max_n) {
  * generation that stops at max tokens does not pay for one extra forward pass. */
 EIW_EXPORT int32_t eiw_gen_step(eiw_session *ws) {
     ws->text[0] = '\0';
-    if (!ws->smp || ws->i_todo < ws->n_todo) return fail(EI_ERR_INVALID_ARG);
+    if (!ws->generating || !ws->smp || ws->i_todo < ws->n_todo) return fail(EI_ERR_INVALID_ARG);
     if (ws->pending >= 0) {
         int rc = ei_session_decode(ws->s, ws->pending);
         if (rc < 0) return fail(rc);
-        rc = hist_append(ws, &ws->pending, 1);
+        eiw_hist_push(&ws->hist, &ws->pending, 1);
         ws->pending = -1;
-        if (rc < 0) {
-            eiw_session_reset(ws);
-            return fail(rc);
-        }
     }
     const float *logits = ei_session_get_logits(ws->s);
     if (!logits) return fail(EI_ERR_INVALID_ARG);
@@ -376,14 +418,13 @@ EIW_EXPORT int32_t eiw_gen_step(eiw_session *ws) {
     return t;
 }
 
-/* Ends a generation: emits what the detokenizer still holds (into eiw_gen_text) and frees the sampler.
- * The session keeps its tokens for the next generation. Returns the bytes of text emitted. */
+/* Ends a generation: emits what the detokenizer still holds (into eiw_gen_text). The session keeps its tokens for
+ * the next generation, and the sampler for eiw_gen_continue and checkpoints. Returns the bytes of text emitted. */
 EIW_EXPORT int32_t eiw_gen_end(eiw_session *ws) {
     int32_t n_out = 0;
     ws->text[0] = '\0';
     if (ei_detok_flush(&ws->detok, ws->text, EIW_TEXT_CAP, &n_out) < 0) n_out = 0;
-    ei_sampler_free(ws->smp);
-    ws->smp = NULL;
+    ws->generating = 0;
     return n_out;
 }
 

@@ -6,6 +6,7 @@ import { EdgeinfError, cError, toEdgeinfError } from './errors.js';
 import { loadBytes, forgetCached } from './loader.js';
 import { StopMatcher } from './stop.js';
 import { chatFormat } from './chat-template.js';
+import { SAVED_HINTS, toHex, fromHex } from './session-format.js';
 
 export const POLICIES = ['auto', 'full', 'streaming', 'edgeinfinite', 'pod', 'edgeinfinite+pod'];
 const EOS = -1000;          // EIW_DONE_EOS in wasm/shim.c
@@ -186,8 +187,8 @@ export class CoreEngine {
     this.#adapterInfo = { source: bytes.from, url: bytes.url, sizeBytes: bytes.size, nParams: M._eiw_adapter_n_params(this.#model) };
   }
 
-  #cErr(code, context) {
-    return cError(code, this.#M.UTF8ToString(this.#M._eiw_last_error()), context);
+  #cErr(code, context, hints) {
+    return cError(code, this.#M.UTF8ToString(this.#M._eiw_last_error()), context, hints);
   }
 
   #metaStr(key) {
@@ -262,9 +263,81 @@ export class CoreEngine {
         i(opts.window), i(opts.seg), i(opts.threads), Number(opts.memoryBudget) || 0));
       if (!s) throw this.#cErr(this.#M._eiw_last_code(), `Creating a session with policy "${policy}"`);
       const sid = this.#nextSid++;
-      this.#sessions.set(sid, { ptr: s, policy, busy: false });
+      // The options as given (defaults left out): a restore recreates the same session from them.
+      const kept = { policy };
+      for (const k of ['nCtx', 'nSink', 'window', 'seg', 'memoryBudget']) if (i(opts[k]) > 0) kept[k] = i(opts[k]);
+      this.#sessions.set(sid, { ptr: s, policy, opts: kept, busy: false });
       return sid;
     });
+  }
+
+  /**
+   * Serialises a session once the generations queued before have ended: {checkpoint: Uint8Array (the engine's
+   * checkpoint, docs/checkpoint.md), state: hex (wasm/shim_checkpoint.c), opts (creation options), stats, ms}.
+   * The session is not modified.
+   */
+  exportSession(sid) {
+    const run = () => this.#export(sid);
+    const p = this.#lock.then(run, run);
+    this.#lock = p.catch(() => {});
+    return p;
+  }
+
+  #export(sid) {
+    return this.#guard(() => {
+      const s = this.#session(sid), M = this.#M;
+      const t0 = now();
+      const size = M._eiw_session_checkpoint_size(s.ptr);
+      if (size < 0) throw this.#cErr(size, 'save', SAVED_HINTS);
+      const nState = M._eiw_state_bytes();
+      const buf = M._malloc(Math.max(1, size)), st = M._malloc(nState);
+      try {
+        if (!buf || !st) throw new EdgeinfError('NOMEM', `save: no WebAssembly memory left for a ${size}-byte checkpoint.`);
+        const n = M._eiw_session_save(s.ptr, buf, size, st);
+        if (n < 0) throw this.#cErr(n, 'save', SAVED_HINTS);
+        const heap = M.HEAPU8; // fresh: malloc above ran on this thread
+        return {
+          checkpoint: heap.slice(buf, buf + n), state: toHex(heap.subarray(st, st + nState)),
+          opts: { ...s.opts }, stats: this.stats(sid), ms: now() - t0,
+        };
+      } finally {
+        if (buf) M._free(buf);
+        if (st) M._free(st);
+      }
+    });
+  }
+
+  /**
+   * Creates a session with opts and restores it from an engine checkpoint and the shim state saved with it (hex;
+   * null for a bare checkpoint, e.g. from the CLI). Returns the new session's id; on any error no session is left.
+   */
+  importSession(opts, checkpoint, stateHex, context = 'restore') {
+    const state = stateHex == null ? null : fromHex(stateHex);
+    if (stateHex != null && !state) throw new EdgeinfError('FORMAT', `${context}: the saved session state is not hex.`, undefined, SAVED_HINTS.FORMAT);
+    const sid = this.createSession(opts);
+    const s = this.#session(sid), M = this.#M;
+    let buf = 0, sp = 0;
+    try {
+      this.#guard(() => {
+        buf = M._malloc(Math.max(1, checkpoint.length));
+        sp = state ? M._malloc(state.length) : 0;
+        if (!buf || (state && !sp)) throw new EdgeinfError('NOMEM', `${context}: no WebAssembly memory left for a ${checkpoint.length}-byte checkpoint.`);
+        const heap = M.HEAPU8;
+        heap.set(checkpoint, buf);
+        if (state) heap.set(state, sp);
+        const rc = M._eiw_session_restore(s.ptr, buf, checkpoint.length, sp, state ? state.length : 0);
+        if (rc < 0) throw this.#cErr(rc, context, SAVED_HINTS);
+      });
+    } catch (e) {
+      this.freeSession(sid);
+      throw e;
+    } finally {
+      if (!this.#dead) {
+        if (buf) M._free(buf);
+        if (sp) M._free(sp);
+      }
+    }
+    return sid;
   }
 
   #session(sid) {
@@ -326,7 +399,9 @@ export class CoreEngine {
     this.#alive();
     const s = this.#session(sid), M = this.#M;
     let text, stops = Array.isArray(req.stop) ? req.stop.slice() : typeof req.stop === 'string' ? [req.stop] : [];
-    if (req.messages) {
+    if (req.continue) {
+      text = null;
+    } else if (req.messages) {
       const c = this.renderChat(req.messages);
       text = c.text;
       stops = stops.concat(c.stops);
@@ -342,10 +417,19 @@ export class CoreEngine {
       seedLo = Number(b & 0xffffffffn); seedHi = Number(b >> 32n); hasSeed = 1;
     }
     const t0 = now();
-    let left = this.#guard(() => this.#withStr(text, (p) => M._eiw_gen_begin(s.ptr, p, 1, f(req.temperature),
-      req.topK == null ? -1 : req.topK | 0, f(req.topP), f(req.minP), f(req.repeatPenalty),
-      req.repeatLastN == null ? -1 : req.repeatLastN | 0, hasSeed, seedLo, seedHi)));
-    if (left < 0) throw this.#cErr(left, 'generate: starting');
+    const topK = req.topK == null ? -1 : req.topK | 0, lastN = req.repeatLastN == null ? -1 : req.repeatLastN | 0;
+    let left;
+    if (text === null) {
+      // Continue: a new sampler only when sampling options are given, else the last generation's goes on.
+      const fresh = ['temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'seed'].some((k) => req[k] != null);
+      left = this.#guard(() => M._eiw_gen_continue(s.ptr, fresh ? 1 : 0, f(req.temperature), topK, f(req.topP),
+        f(req.minP), f(req.repeatPenalty), lastN, hasSeed, seedLo, seedHi));
+      if (left < 0) throw this.#cErr(left, 'continue');
+    } else {
+      left = this.#guard(() => this.#withStr(text, (p) => M._eiw_gen_begin(s.ptr, p, 1, f(req.temperature),
+        topK, f(req.topP), f(req.minP), f(req.repeatPenalty), lastN, hasSeed, seedLo, seedHi)));
+      if (left < 0) throw this.#cErr(left, 'generate: starting');
+    }
     const promptTotal = left;
     let finishReason = null;
     try {

@@ -34,9 +34,10 @@ export class EdgeinfError extends Error {
    * @param {string} code stable machine-readable code
    * @param {string} message human-readable message (the hint for the code is appended unless it is there)
    * @param {object} [details] extra fields (status, url, cCode...)
+   * @param {string} [hint] the next step for the user, appended to the message; default: the code's general hint
+   *   ('' for none)
    */
-  constructor(code, message, details = undefined) {
-    const hint = HINTS[code];
+  constructor(code, message, details = undefined, hint = HINTS[code]) {
     super(hint && !message.includes(hint) ? `${message} ${hint}` : message);
     this.name = 'EdgeinfError';
     this.code = code;
@@ -48,18 +49,18 @@ export class EdgeinfError extends Error {
     return { code: this.code, message: this.message, details: this.details };
   }
 
-  /** Rebuilds an error sent with toWire() (or any {code, message}). */
+  /** Rebuilds an error sent with toWire() (or any {code, message}); the message already holds its hint. */
   static fromWire(w) {
-    const e = new EdgeinfError(w.code || 'INTERNAL', w.message || 'unknown error', w.details);
-    return e;
+    return new EdgeinfError(w.code || 'INTERNAL', w.message || 'unknown error', w.details, '');
   }
 }
 
-/** Error from a C return code plus the engine's last-error text; `context` says what we were doing. */
-export function cError(cCode, cMessage, context) {
+/** Error from a C return code plus the engine's last-error text; `context` says what we were doing; hints
+ * (code -> text) replace the general ones where given. */
+export function cError(cCode, cMessage, context, hints = undefined) {
   const code = C_CODES[cCode] || 'INTERNAL';
   const what = cMessage ? `${context}: ${cMessage}` : `${context}: ${code}`;
-  return new EdgeinfError(code, what, { cCode });
+  return new EdgeinfError(code, what, { cCode }, hints && hints[code] !== undefined ? hints[code] : HINTS[code]);
 }
 
 /** Turns anything thrown into an EdgeinfError (wasm traps become ENGINE_CRASHED). */

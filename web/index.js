@@ -11,6 +11,7 @@
 
 import { EdgeinfError, toEdgeinfError } from './errors.js';
 import { listCached, deleteCached } from './cache.js';
+import { validateName, cleanExtras } from './session-format.js';
 
 export { EdgeinfError } from './errors.js';
 
@@ -169,19 +170,36 @@ class Generation {
 const ZERO_STATS = { tokens: 0, kvTokens: 0, kvBytes: 0, memoryBytes: 0, compressions: 0, prefillTokens: 0, prefillMs: 0, decodeTokens: 0, decodeMs: 0 };
 
 export class Session {
-  #client; #engine; #sid; #stats; #opts;
+  #client; #engine; #sid; #stats; #opts; #messages = null; #text = null;
 
-  constructor(engine, client, opts) {
+  /** Made by Engine.createSession / restore / restoreFromBuffer; `created` resolves to {sid, stats} from the
+   * engine, `saved` (restores) carries the saved transcript. */
+  constructor(engine, client, opts, created = null, saved = null) {
     this.#engine = engine;
     this.#client = client;
     this.#opts = { ...opts, policy: opts.policy || 'auto' };
     this.policy = this.#opts.policy;
-    this.#sid = client.call('createSession', this.#opts).then((r) => { this.#stats = r.stats; return r.sid; });
+    this.#sid = (created || client.call('createSession', this.#opts)).then((r) => { this.#stats = r.stats; return r.sid; });
     this.#sid.catch(() => {}); // reported by the first call that needs the session
+    /** For a restored session: {name, savedAt, bytes, tokens, policy, model, data, timings}; otherwise null. */
+    this.restored = null;
+    if (saved) {
+      const { transcript, ...rest } = saved;
+      this.restored = rest;
+      if (transcript && Array.isArray(transcript.messages)) this.#messages = transcript.messages.map((m) => ({ ...m }));
+      else if (transcript && typeof transcript.text === 'string') this.#text = transcript.text;
+    }
   }
 
   /** Resolves to this session once the engine created it (rejects with the engine's error). */
   get ready() { return this.#sid.then(() => this); }
+
+  /** The conversation so far when it was held as chat messages (the last chat() call's messages and its reply;
+   * restored with the session), else null. A copy. */
+  get messages() { return this.#messages ? this.#messages.map((m) => ({ ...m })) : null; }
+
+  /** The text so far when generate() was used (prompt + generated text; restored with the session), else null. */
+  get text() { return this.#text; }
 
   /** Latest stats (updated with every token); synchronous. */
   stats() {
@@ -197,6 +215,28 @@ export class Session {
   /** Streams the assistant's reply to `messages` ([{role, content}]) using the model's chat template. */
   chat(messages, opts = {}) {
     return this.#stream({ messages }, opts);
+  }
+
+  /** Streams more of the text exactly where the last generation stopped (also right after a restore). Without
+   * sampling options the last generation's sampler goes on (so greedy or seeded output is the same as one longer
+   * generation); sampling options start a new sampler. */
+  continue(opts = {}) {
+    return this.#stream({ continue: true }, opts);
+  }
+
+  /** Records what the generation added to the transcript (messages or text). */
+  #record(input, res) {
+    if (input.messages) {
+      this.#messages = input.messages.map((m) => ({ role: m.role, content: m.content })).concat({ role: 'assistant', content: res.text });
+      this.#text = null;
+    } else if (typeof input.prompt === 'string') {
+      this.#text = input.prompt + res.text;
+      this.#messages = null;
+    } else if (input.continue) {
+      const last = this.#messages && this.#messages[this.#messages.length - 1];
+      if (last && last.role === 'assistant') last.content += res.text;
+      else if (this.#text != null) this.#text += res.text;
+    }
   }
 
   #stream(input, opts) {
@@ -222,6 +262,7 @@ export class Session {
       try {
         const res = await r.promise;
         this.#stats = res.stats;
+        this.#record(input, res);
         return res;
       } finally {
         if (signal) signal.removeEventListener('abort', abort);
@@ -233,6 +274,34 @@ export class Session {
   /** Forgets the conversation (keeps the session). */
   async reset() {
     this.#stats = await this.#client.call('resetSession', { sid: await this.#sid });
+    this.#messages = null;
+    this.#text = null;
+  }
+
+  /** The transcript to store: explicit messages/text, else the one the session holds. */
+  #extras(opts) {
+    const transcript = opts.messages ? { messages: opts.messages } : typeof opts.text === 'string' ? { text: opts.text }
+      : this.#messages ? { messages: this.#messages } : this.#text != null ? { text: this.#text } : null;
+    return cleanExtras(transcript, opts.data);
+  }
+
+  /**
+   * Saves the session under `name` (IndexedDB in browsers, Engine.load's sessionDir in Node), replacing a previous
+   * save of that name atomically. Waits for a running generation to end. opts: {messages | text, data}: the
+   * transcript to keep with it (default: the session's own) and small JSON app data. Resolves to the list entry
+   * plus timings.
+   */
+  async save(name, opts = {}) {
+    validateName(name);
+    const { transcript, data } = this.#extras(opts);
+    return this.#client.call('saveSession', { sid: await this.#sid, name, transcript, data });
+  }
+
+  /** The saved session as bytes (the portable format of web/session-format.js) for Engine.restoreFromBuffer. */
+  async saveToBuffer(opts = {}) {
+    if (opts.name != null) validateName(opts.name);
+    const { transcript, data } = this.#extras(opts);
+    return this.#client.call('exportSession', { sid: await this.#sid, name: opts.name, transcript, data });
   }
 
   /** Frees the session's memory in the engine. */
@@ -295,6 +364,41 @@ export class Engine {
   createSession(opts = {}) {
     if (this.#unloaded) throw new EdgeinfError('UNLOADED', 'This engine was unloaded.');
     return new Session(this, this.#client, opts);
+  }
+
+  /** Restores a saved session by name: a new Session with the saved policy, layout, memory and transcript. */
+  async restore(name) {
+    this.#usable();
+    validateName(name);
+    const r = await this.#client.call('restoreSession', { name });
+    return new Session(this, this.#client, r.opts, Promise.resolve(r), r.saved).ready;
+  }
+
+  /** Restores from Session.saveToBuffer() bytes, or from a bare engine checkpoint (e.g. the CLI's --save file). */
+  async restoreFromBuffer(bytes) {
+    this.#usable();
+    if (!(bytes instanceof ArrayBuffer || ArrayBuffer.isView(bytes)))
+      throw new EdgeinfError('INVALID_ARG', 'restoreFromBuffer: expected an ArrayBuffer or a typed array.');
+    const r = await this.#client.call('importSession', { bytes });
+    return new Session(this, this.#client, r.opts, Promise.resolve(r), r.saved).ready;
+  }
+
+  /** Saved sessions, newest first: [{name, bytes, savedAt, policy, policyInUse, tokens, model, adapter, messages,
+   * title, compatible}] (compatible: saved with this engine's model). */
+  async listSessions() {
+    this.#usable();
+    return this.#client.call('listSessions', {});
+  }
+
+  /** Deletes a saved session; resolves true if it existed. */
+  async deleteSession(name) {
+    this.#usable();
+    validateName(name);
+    return this.#client.call('deleteSession', { name });
+  }
+
+  #usable() {
+    if (this.#unloaded) throw new EdgeinfError('UNLOADED', 'This engine was unloaded.');
   }
 
   async #completion(req = {}) {

@@ -11,6 +11,7 @@ import { Sha256 } from '../../web/sha256.js';
 import { StopMatcher } from '../../web/stop.js';
 import { chatFormat } from '../../web/chat-template.js';
 import { createSuite, assert, assertEq, assertRejects, cliGreedy, testModels, fixturePrompt } from './harness.mjs';
+import { registerSessionTests } from './sessions.mjs';
 
 const suite = createSuite('wasm in Node (dist/edgeinf-simd)');
 const test = suite.test;
@@ -280,6 +281,10 @@ test('using an unloaded engine fails with UNLOADED', async () => {
   await assertRejects(s.generate('x'), 'UNLOADED', 'generate after unload');
   try { e.createSession(); throw new Error('no throw'); } catch (x) { assertEq(x.code, 'UNLOADED', 'createSession'); }
 });
+
+// ------------------------------------------------------------------ saved sessions (tests/wasm/sessions.mjs)
+
+registerSessionTests(test);
 
 // ------------------------------------------------------------------ JS pieces
 
