@@ -81,43 +81,60 @@ def greedy_blocks(sim, delta: float):
 
 class DistantRecorder(FullPolicy):
     """Full attention that also records, for the query positions `qpos`, each layer's attention distribution over the
-    distant tokens (softmax of the full logits restricted to them) and the share of the full attention they get."""
+    distant tokens (softmax of the full logits restricted to them), the share of the full attention they get, and the
+    rotated sampled queries and all rotated keys (float64) for the share=keys criterion."""
     name = "full+record"
 
     def __init__(self, n_sink: int, n_recent: int, qpos: torch.Tensor):
         self.n_sink, self.n_recent, self.qpos = n_sink, n_recent, qpos
         self.dist = {}   # layer -> (B, H, Q, T) float64
         self.mass = {}   # layer -> (B, H, Q) float64
+        self.q, self.k = {}, {}
+        self.dmask = None
 
     def attend(self, call: AttnCall, state=None):
         with torch.no_grad():
             T_ = call.q0.shape[2]
             q = call.rope.apply(call.q0[:, :, self.qpos].double(), self.qpos)
             k = call.rope.apply(call.k0.double(), torch.arange(T_))
-            H = q.shape[1]
-            s = torch.matmul(q, k.repeat_interleave(H // k.shape[1], dim=1).transpose(-1, -2)) * call.scale
+            s = self.logits(q, k, call.scale)
             causal = torch.arange(T_)[None, :] <= self.qpos[:, None]
-            dmask = distant_mask(self.qpos, torch.arange(T_), self.n_sink, self.n_recent)
+            self.dmask = distant_mask(self.qpos, torch.arange(T_), self.n_sink, self.n_recent)
             full = torch.softmax(s.masked_fill(~causal, float("-inf")), -1)
-            self.mass[call.layer] = (full * dmask).sum(-1)
-            self.dist[call.layer] = torch.softmax(s.masked_fill(~dmask, float("-inf")), -1)
+            self.mass[call.layer] = (full * self.dmask).sum(-1)
+            self.dist[call.layer] = self.distant(s)
+            self.q[call.layer], self.k[call.layer], self.scale = q, k, call.scale
         return super().attend(call, state)
+
+    @staticmethod
+    def logits(q, k, scale):
+        """scale · q kᵀ, query head h against KV head h // (H / H_kv)."""
+        return torch.matmul(q, k.repeat_interleave(q.shape[1] // k.shape[1], dim=1).transpose(-1, -2)) * scale
+
+    def distant(self, s):
+        """softmax of the logits s (B, H, Q, T) over each query's distant tokens only."""
+        return torch.softmax(s.masked_fill(~self.dmask, float("-inf")), -1)
 
 
 def similarity_of_window(model, tokens: torch.Tensor, rec: DistantRecorder):
-    """(L, L) similarity summed over heads and queries of one window, the number of (head, query) pairs, and the
-    per-layer distant attention mass summed the same way."""
+    """For one window: the (L, L) similarity matrices summed over heads and queries — `scores` (symmetric):
+    sim(π_i, π_j) of the layers' own distant distributions; `keys` (row = anchor a, column = layer l >= a): sim of
+    layer l's own distribution and the one its query gives with layer a's keys — the number of (head, query) pairs,
+    and the per-layer distant attention share summed the same way."""
     with torch.no_grad():
         model(tokens, policy=rec)
     L = model.cfg.n_layers
-    S = np.zeros((L, L))
+    S, K = np.zeros((L, L)), np.zeros((L, L))
+    n = rec.dist[0][..., 0].numel()
     for i in range(L):
         for j in range(i, L):
-            v = float(js_similarity(rec.dist[i], rec.dist[j]).sum()) if i != j else float(rec.dist[i][..., 0].numel())
-            S[i, j] = S[j, i] = v
-    n = rec.dist[0][..., 0].numel()
+            if i == j:
+                S[i, j] = K[i, j] = n
+                continue
+            S[i, j] = S[j, i] = float(js_similarity(rec.dist[i], rec.dist[j]).sum())
+            K[i, j] = float(js_similarity(rec.distant(rec.logits(rec.q[j], rec.k[i], rec.scale)), rec.dist[j]).sum())
     mass = np.array([float(rec.mass[l].sum()) for l in range(L)])
-    return S, n, mass
+    return S, K, n, mass
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -217,6 +234,9 @@ def main(argv=None):
     ap.add_argument("--n-sink", type=int, default=16)
     ap.add_argument("--n-recent", type=int, default=128)
     ap.add_argument("--share", choices=["scores", "keys"], default="scores", help="share mode written to the adapters")
+    ap.add_argument("--criterion", choices=["scores", "keys"], default="scores",
+                    help="similarity the blocks are grouped by: 'scores' = JS similarity of the layers' distant "
+                         "attention (DESIGN.md §3.4); 'keys' = of a layer's attention with its own vs the anchor's keys")
     ap.add_argument("--seq-len", type=int, default=0, help="tokens per window (default: the model's context)")
     ap.add_argument("--windows", type=int, default=8, help="calibration windows")
     ap.add_argument("--queries", type=int, default=64, help="sampled query positions per window")
@@ -257,23 +277,28 @@ def main(argv=None):
 
     rng = torch.Generator().manual_seed(args.seed)
     L = cfg.n_layers
-    S_sum, n_sum, mass_sum = np.zeros((L, L)), 0, np.zeros(L)
+    S_sum, K_sum, n_sum, mass_sum = np.zeros((L, L)), np.zeros((L, L)), 0, np.zeros(L)
     per_window = []
     for w in cal:
         n_q = min(args.queries, seq_len - lo)
         qpos = torch.sort(lo + torch.randperm(seq_len - lo, generator=rng)[:n_q]).values
         rec = DistantRecorder(args.n_sink, args.n_recent, qpos)
-        S, n, mass = similarity_of_window(model, w[None], rec)
+        S, K, n, mass = similarity_of_window(model, w[None], rec)
         S_sum += S
+        K_sum += K
         n_sum += n
         mass_sum += mass
-        per_window.append((S / n).round(5).tolist())
-    S = S_sum / n_sum
+        per_window.append((S / n).round(5).tolist())   # scores criterion
+    S_scores, S_keys = S_sum / n_sum, K_sum / n_sum
+    S = S_scores if args.criterion == "scores" else S_keys
     mass = mass_sum / n_sum
     spread = np.std(np.array(per_window), axis=0) if len(per_window) > 1 else np.zeros((L, L))
-    log("similarity (1 - JSD/ln2, mean over heads and queries):")
+    log("similarity of the layers' distant attention (1 - JSD/ln2, mean over heads and queries):")
     for i in range(L):
-        log("  " + " ".join(f"{S[i, j]:.4f}" for j in range(L)))
+        log("  " + " ".join(f"{S_scores[i, j]:.4f}" for j in range(L)))
+    log("share=keys criterion (row: anchor whose keys layer `column` uses; upper triangle):")
+    for i in range(L):
+        log("  " + " ".join(f"{S_keys[i, j]:.4f}" if j >= i else "   -  " for j in range(L)))
     log("distant-token share of attention per layer: " + " ".join(f"{100 * m:.1f}%" for m in mass))
 
     os.makedirs(args.out_dir, exist_ok=True)
@@ -284,7 +309,9 @@ def main(argv=None):
                    "dim": cfg.dim, "ctx": cfg.max_seq_len},
         "n_sink": args.n_sink, "n_recent": args.n_recent, "seq_len": seq_len, "calibration_windows": len(cal),
         "queries_per_window": min(args.queries, seq_len - lo), "min_distant": args.min_distant, "seed": args.seed,
-        "similarity": S.round(6).tolist(), "similarity_std_over_windows": spread.round(6).tolist(),
+        "criterion": args.criterion,
+        "similarity": S_scores.round(6).tolist(), "similarity_std_over_windows": spread.round(6).tolist(),
+        "similarity_keys": S_keys.round(6).tolist(),
         "distant_attention_share": mass.round(6).tolist(), "per_delta": [],
     }
     ppl_cache = {}
@@ -337,7 +364,7 @@ def main(argv=None):
         f.write("\n")
     if args.png:
         first = result["per_delta"][0]
-        heat_map(S, first["blocks"],
+        heat_map(S_scores, first["blocks"],
                  f"{result['model']}: distant-token attention similarity\n(n_sink {args.n_sink}, n_recent "
                  f"{args.n_recent}, {len(cal)}x{seq_len} tokens; red: blocks at δ={first['delta']:g})",
                  args.png, mass)

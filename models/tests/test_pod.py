@@ -701,6 +701,9 @@ class TestCalibrationMath(unittest.TestCase):
                 res = pod_calibrate.main(args + ["--delta", "0.3", "1", "--out-dir", td,
                                                  "--png", os.path.join(td, "s.png")])
             S = np.array(res["similarity"])
+            K = np.array(res["similarity_keys"])
+            np.testing.assert_allclose(np.diag(K), 1.0)
+            self.assertTrue(0.0 <= K[0, 1] < 1.0)
             self.assertEqual(S.shape, (2, 2))
             np.testing.assert_allclose(np.diag(S), 1.0)
             self.assertTrue(0.0 <= S[0, 1] < 1.0)
