@@ -8,13 +8,14 @@ export type ErrorCode =
   | 'IO' | 'FORMAT' | 'UNSUPPORTED' | 'NOMEM' | 'INVALID_ARG' | 'RANGE' | 'CONTEXT_FULL' | 'MISSING_KEY'
   | 'BUFFER_TOO_SMALL' | 'INVALID_UTF8' | 'MISMATCH' | 'INTERNAL'
   | 'NETWORK' | 'HTTP' | 'DOWNLOAD_INCOMPLETE' | 'INTEGRITY' | 'QUOTA_EXCEEDED' | 'STORAGE' | 'ABORTED'
-  | 'WORKER_CRASHED' | 'ENGINE_CRASHED' | 'WASM_LOAD' | 'UNLOADED';
+  | 'WORKER_CRASHED' | 'ENGINE_CRASHED' | 'WASM_LOAD' | 'UNLOADED' | 'NOT_FOUND';
 
 export class EdgeinfError extends Error {
   readonly name: 'EdgeinfError';
   readonly code: ErrorCode;
   readonly details?: { [key: string]: unknown };
-  constructor(code: ErrorCode, message: string, details?: { [key: string]: unknown });
+  /** hint: the next step appended to the message (default: the code's general hint; '' for none). */
+  constructor(code: ErrorCode, message: string, details?: { [key: string]: unknown }, hint?: string);
 }
 
 export interface Progress {
@@ -43,6 +44,8 @@ export interface LoadOptions {
   worker?: boolean;
   /** Aborts the download. */
   signal?: AbortSignal;
+  /** Node only: directory for saved sessions (Session.save / Engine.restore). Browsers use IndexedDB. */
+  sessionDir?: string;
 }
 
 export interface SessionOptions {
@@ -123,18 +126,84 @@ export interface ChatMessage {
   content: string;
 }
 
+/** What Session.save keeps beside the engine state. */
+export interface SaveOptions {
+  /** The transcript to keep (default: the session's own: the last chat() messages and reply, or generate() text). */
+  messages?: ChatMessage[];
+  text?: string;
+  /** Small JSON app data (e.g. {title}), returned with the restored session. */
+  data?: unknown;
+}
+
+/** One saved session, as Engine.listSessions() lists it. */
+export interface SavedSessionInfo {
+  /** 1-128 characters, no '/' '\\' or '..', no control characters, no leading/trailing space. */
+  name: string;
+  /** Bytes of the engine checkpoint: constant for streaming/edgeinfinite, growing with the context for full. */
+  bytes: number;
+  /** Date.now() of the save. */
+  savedAt: number;
+  /** The policy the session was created with, and the one in use (auto resolves). */
+  policy: Policy;
+  policyInUse?: string;
+  /** Tokens the session had seen. */
+  tokens: number;
+  model: { fingerprint: string; name: string | null };
+  adapter: boolean;
+  /** Chat messages in the transcript (undefined for a text transcript). */
+  messages?: number;
+  title?: string;
+  /** Saved with this engine's model (only those can be restored). */
+  compatible: boolean;
+  /** Set (instead of the fields above) for a stored session that cannot be read. */
+  error?: { code: ErrorCode; message: string };
+}
+
+export interface SaveResult extends Omit<SavedSessionInfo, 'compatible' | 'error'> {
+  timings: { serializeMs: number; storeMs: number; totalMs: number };
+}
+
+/** Facts about the save a session was restored from. */
+export interface RestoredInfo {
+  name?: string;
+  savedAt?: number;
+  bytes: number;
+  tokens?: number;
+  policy?: Policy;
+  policyInUse?: string;
+  model?: { fingerprint: string; name: string | null };
+  data?: unknown;
+  /** readMs: from storage; loadMs: validating and loading into the engine. */
+  timings: { readMs?: number; loadMs: number; totalMs?: number };
+}
+
 export class Session {
   readonly policy: Policy;
+  /** Set for a session made by Engine.restore / restoreFromBuffer. */
+  readonly restored: RestoredInfo | null;
+  /** The conversation as chat messages (the last chat() call's messages and its reply), else null. */
+  readonly messages: ChatMessage[] | null;
+  /** The conversation as text (the last generate() prompt and its output), else null. */
+  readonly text: string | null;
   /** Resolves once the engine created the session (rejects e.g. with UNSUPPORTED for a policy not built in). */
   readonly ready: Promise<Session>;
   /** Completion of prompt (the whole context; when it extends the previous context the KV cache is reused). */
   generate(prompt: string, opts?: GenerateOptions): Generation;
   /** The assistant's reply to messages, rendered with the model's chat template (tokenizer.chat_template). */
   chat(messages: ChatMessage[], opts?: GenerateOptions): Generation;
+  /** More text exactly where the last generation stopped (also right after a restore). Without sampling options the
+   * last generation's sampler goes on, so greedy or seeded output equals one longer generation. */
+  continue(opts?: GenerateOptions): Generation;
   /** Latest stats, updated with every token. */
   stats(): Stats;
   reset(): Promise<void>;
   free(): Promise<void>;
+  /** Saves the session (compressed memory, KV cache, sampler, transcript) under name: IndexedDB in browsers,
+   * LoadOptions.sessionDir in Node. Replaces an earlier save atomically; on failure (QUOTA_EXCEEDED, STORAGE, IO) the
+   * earlier save is intact. Waits for a running generation to end. */
+  save(name: string, opts?: SaveOptions): Promise<SaveResult>;
+  /** The same as portable bytes, for Engine.restoreFromBuffer. */
+  saveToBuffer(opts?: SaveOptions & { name?: string }): Promise<Uint8Array>;
 }
 
 export interface EngineInfo {
@@ -208,6 +277,15 @@ export class Engine {
     };
   };
   createSession(opts?: SessionOptions): Session;
+  /** A saved session as a new Session (same policy, layout and memory; transcript in .messages / .text).
+   * Errors: NOT_FOUND; MISMATCH (another model, adapter or layout); FORMAT (damaged); UNSUPPORTED (other version). */
+  restore(name: string): Promise<Session>;
+  /** From Session.saveToBuffer() bytes, or a bare engine checkpoint (e.g. `edgeinf generate --save`). */
+  restoreFromBuffer(bytes: ArrayBuffer | ArrayBufferView): Promise<Session>;
+  /** Saved sessions, newest first. */
+  listSessions(): Promise<SavedSessionInfo[]>;
+  /** Resolves true if the session existed. */
+  deleteSession(name: string): Promise<boolean>;
   info(): EngineInfo;
   unload(): Promise<void>;
 }

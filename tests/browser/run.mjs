@@ -9,6 +9,7 @@ import { chromium } from 'playwright-core';
 import { startServer } from '../../scripts/serve.mjs';
 import { createSuite, assert, assertEq, cliGreedy, fixturePrompt } from '../wasm/harness.mjs';
 import { viteAppTest } from './vite-app.mjs';
+import { registerSessionTests } from './sessions.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TINY = 'tests/fixtures/tiny/tiny-q8_0.gguf';
@@ -23,12 +24,10 @@ fs.writeFileSync('build/browser-fixtures/truncated.gguf', tinyBytes.subarray(0, 
 
 const iso = await startServer({ root: '.', isolation: true, testRoutes: true });
 const plain = await startServer({ root: '.', isolation: false, testRoutes: true });
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  // Playwright gives every launch a fresh temporary --user-data-dir of its own.
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+// Playwright gives every launch a fresh temporary --user-data-dir of its own.
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 
 /** A fresh context (own storage) and page; console errors are collected for the failure message. */
 async function newPage(t = {}) {
@@ -410,6 +409,14 @@ test('OpenAI-shaped streaming completions in the browser', async () => {
   }, `/${TINY}`));
   assertEq(r.text, r.full, 'stream adds up to the full reply');
   assert(r.n >= 3, 'several chunks');
+});
+
+// ------------------------------------------------------------------ saved sessions (tests/browser/sessions.mjs)
+
+const DEFAULT_ADAPTER = 'models/edgeinf-default-adapter.gguf';
+registerSessionTests({
+  test, newPage, openDemo, demoSend, iso, plain, results, prompt: PROMPT, chromium, chromiumPath: CHROMIUM, chromiumArgs: CHROMIUM_ARGS,
+  defaultModel: fs.existsSync(DEFAULT) ? { model: DEFAULT, adapter: fs.existsSync(DEFAULT_ADAPTER) ? DEFAULT_ADAPTER : null } : null,
 });
 
 test('npm pack -> fresh Vite app -> build -> Chromium: greedy output appears', async () => {

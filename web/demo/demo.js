@@ -11,7 +11,7 @@ const DEFAULT_ADAPTER = '../../models/edgeinf-default-adapter.gguf';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const demo = (window.demo = { ready: false, engine: null, session: null, replies: [], errors: [], progress: [] });
+const demo = (window.demo = { ready: false, engine: null, session: null, replies: [], errors: [], progress: [], saved: null });
 
 const fmtBytes = (n) => {
   if (!Number.isFinite(n)) return '–';
@@ -113,7 +113,8 @@ async function start() {
   showInfo(demo.info);
   if (params.get('policy')) $('policy').value = params.get('policy');
   if (!(await newSession($('policy').value))) return;
-  for (const id of ['prompt', 'send', 'new-chat']) $(id).disabled = false;
+  for (const id of ['prompt', 'send', 'new-chat', 'save-name', 'save']) $(id).disabled = false;
+  await refreshSaved();
   $('prompt').focus();
   demo.ready = true;
 }
@@ -229,7 +230,144 @@ function setBusy(busy) {
   $('stop').disabled = !busy;
   $('policy').disabled = busy;
   $('new-chat').disabled = busy;
+  $('save').disabled = busy;
+  for (const b of document.querySelectorAll('#saved-list button.resume')) b.disabled = busy || b.dataset.other === '1';
 }
+
+// ------------------------------------------------------------------ saved conversations
+
+let currentSaved = null; // the saved conversation this chat was resumed from or last saved as
+
+function saveHint(text, bad = false) {
+  $('save-hint').textContent = text;
+  $('save-hint').className = bad ? 'hint bad' : 'hint';
+}
+
+/** A valid session name from text (no path separators, no '..', no control characters). */
+const safeName = (t) => t.replace(/[\u0000-\u001f\u007f/\\]+/g, ' ').replace(/\.{2,}/g, '.').replace(/\s+/g, ' ').trim().slice(0, 48).trim();
+
+function defaultSaveName() {
+  const first = messages.find((m) => m.role === 'user');
+  return safeName(first ? first.content : '') || `Conversation ${new Date().toISOString().slice(0, 16).replace('T', ' ')}`;
+}
+
+/** Re-reads the saved conversations and renders the list (newest first). */
+async function refreshSaved() {
+  let list;
+  try {
+    list = await demo.engine.listSessions();
+  } catch (e) {
+    showError(e, 'Listing saved conversations');
+    list = [];
+  }
+  demo.saved = list;
+  const ul = $('saved-list');
+  ul.replaceChildren();
+  if (!list.length) {
+    const li = document.createElement('li');
+    li.className = 'saved-empty';
+    li.textContent = 'Nothing saved yet.';
+    ul.append(li);
+    return;
+  }
+  for (const x of list) {
+    const li = document.createElement('li');
+    li.dataset.name = x.name;
+    if (x.name === currentSaved) li.classList.add('current');
+    const other = !x.compatible;
+    if (other) li.classList.add('other');
+    const name = document.createElement('div');
+    name.className = 'saved-name';
+    name.textContent = x.name;
+    name.title = x.name;
+    const meta = document.createElement('div');
+    meta.className = 'saved-meta';
+    meta.textContent = x.error ? `damaged: ${x.error.code}`
+      : `${x.messages ?? 0} messages · ${x.tokens} tokens · ${fmtBytes(x.bytes)} · ${x.policyInUse || x.policy} · ${new Date(x.savedAt).toLocaleString()}`
+        + (other && !x.error ? ` · saved with another model (${x.model ? x.model.name : '?'})` : '');
+    const actions = document.createElement('div');
+    actions.className = 'saved-actions';
+    const resumeBtn = document.createElement('button');
+    resumeBtn.type = 'button';
+    resumeBtn.className = 'resume';
+    resumeBtn.textContent = 'Resume';
+    resumeBtn.dataset.other = other ? '1' : '0';
+    resumeBtn.disabled = other || !!controller;
+    resumeBtn.onclick = () => resume(x.name);
+    const del = document.createElement('button');
+    del.type = 'button';
+    del.className = 'delete link';
+    del.textContent = 'Delete';
+    del.onclick = () => removeSaved(x.name);
+    actions.append(resumeBtn, del);
+    li.append(name, meta, actions);
+    ul.append(li);
+  }
+}
+
+async function saveCurrent(name) {
+  $('save').disabled = true;
+  try {
+    const r = await session.save(name, { messages, data: { title: name } });
+    demo.lastSave = r;
+    currentSaved = name;
+    $('save-name').value = '';
+    saveHint(`Saved "${name}": ${r.tokens} tokens of context in ${fmtBytes(r.bytes)}, ${Math.round(r.timings.totalMs)} ms.`);
+  } catch (e) {
+    demo.lastSaveError = { code: e.code, message: e.message };
+    saveHint(`"${name}" was not saved (${e.code}).`, true);
+    showError(e, `Saving "${name}"`);
+  } finally {
+    $('save').disabled = !!controller;
+    await refreshSaved();
+  }
+}
+
+/** Replaces the chat with a saved conversation: its transcript, and a session restored from its memory. */
+async function resume(name) {
+  if (controller) return;
+  setBusy(true);
+  try {
+    const s = await demo.engine.restore(name);
+    if (session) session.free().catch(() => {});
+    session = demo.session = s;
+    currentPolicy = s.policy;
+    $('policy').value = s.policy;
+    $('policy-hint').textContent = `Using "${s.policy}" (from the saved conversation).`;
+    $('policy-hint').className = 'hint';
+    clearChat();
+    messages = (s.messages || []).filter((m) => m.role === 'user' || m.role === 'assistant');
+    for (const m of messages) addBubble(m.role, m.content);
+    updateStats(s.stats(), null);
+    currentSaved = name;
+    demo.lastRestore = { name, ...s.restored, tokens: s.stats().tokens };
+    saveHint(`Resumed "${name}": ${s.stats().tokens} tokens of context from ${fmtBytes(s.restored.bytes)} in ${Math.round(s.restored.timings.totalMs)} ms.`);
+  } catch (e) {
+    demo.lastResumeError = { code: e.code, message: e.message };
+    saveHint(`"${name}" could not be resumed (${e.code}).`, true);
+    showError(e, `Resuming "${name}"`);
+  } finally {
+    setBusy(false);
+    await refreshSaved();
+  }
+}
+
+async function removeSaved(name) {
+  try {
+    await demo.engine.deleteSession(name);
+    if (currentSaved === name) currentSaved = null;
+    saveHint(`Deleted "${name}".`);
+  } catch (e) {
+    showError(e, `Deleting "${name}"`);
+  }
+  await refreshSaved();
+}
+
+$('save-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  if (!demo.ready || controller) return;
+  saveCurrent($('save-name').value.trim() || defaultSaveName());
+});
 
 $('composer').addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -242,7 +380,7 @@ $('prompt').addEventListener('keydown', (ev) => {
   if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); $('composer').requestSubmit(); }
 });
 $('stop').onclick = () => { if (controller) controller.abort(); };
-$('new-chat').onclick = async () => { await session.reset(); clearChat(); updateStats(session.stats(), null); };
+$('new-chat').onclick = async () => { await session.reset(); clearChat(); currentSaved = null; updateStats(session.stats(), null); refreshSaved(); };
 $('policy').onchange = (ev) => { newSession(ev.target.value); };
 $('temp').oninput = (ev) => { $('temp-out').textContent = ev.target.value; };
 $('topp').oninput = (ev) => { $('topp-out').textContent = ev.target.value; };
