@@ -3,6 +3,7 @@
 #   make test-wasm-node  the wasm build in Node: plumbing, errors, greedy text == native CLI
 #   make test-browser    headless Chromium (Debian chromium + npm playwright-core): tests/browser/run.mjs
 #   make npm-pack        build/npm/edgeinf-<version>.tgz
+#   make idbfs-check     why saved sessions use IndexedDB transactions, not Emscripten's IDBFS (not in `make test`)
 
 NODE ?= node
 NPM ?= npm
@@ -30,3 +31,9 @@ test-browser: wasm $(BUILD)/edgeinf node-deps
 npm-pack: wasm
 	@mkdir -p $(BUILD)/npm
 	$(NPM) pack --pack-destination $(BUILD)/npm --loglevel=error
+
+# Why saved sessions do not use Emscripten's IDBFS (web/session-store.js): observations in headless Chromium.
+# Not part of `make test`; a failing check means IDBFS now behaves differently.
+.PHONY: idbfs-check
+idbfs-check: node-deps
+	CHROMIUM=$(CHROMIUM) $(NODE) tests/browser/idbfs/run.mjs
