@@ -190,6 +190,12 @@ def run_layers(pol, layers, chunk=None, n_heads=4, n_kv=2, D=8, xns=None):
     return [torch.cat(o, 2)[0].numpy() for o in outs], states
 
 
+def incremental(m, t, pol, chunk):
+    """Logits (T, V) of tokens t (1, T) fed to model m in chunks of `chunk` through a fresh state; and the state."""
+    st = m.new_state(pol, 1)
+    return torch.cat([m(t[:, s:s + chunk], state=st)[0] for s in range(0, t.shape[1], chunk)], 0), st
+
+
 class TestPodVsNaive(unittest.TestCase):
     """Attention level, random inputs per layer: batched and incremental paths equal the literal transcription."""
 
@@ -270,9 +276,7 @@ class TestPodModel(unittest.TestCase):
         torch.set_grad_enabled(True)
 
     def _incremental(self, pol, chunk, tokens=None):
-        t = self.tokens if tokens is None else tokens
-        st = self.m.new_state(pol, 1)
-        return torch.cat([self.m(t[:, s:s + chunk], state=st)[0] for s in range(0, t.shape[1], chunk)], 0), st
+        return incremental(self.m, self.tokens if tokens is None else tokens, pol, chunk)
 
     def test_one_block_per_layer_is_full_exactly(self):
         full_b = self.m(self.tokens)[0]
@@ -309,6 +313,33 @@ class TestPodModel(unittest.TestCase):
                 for chunk in (1, 5, 16, 70):
                     inc, _ = self._incremental(pol, chunk)
                     self.assertLess(float((inc - b).abs().max()), 1e-11, (blocks, share, chunk))
+
+    def test_identical_layer_weights_model(self):
+        """Model level: layers 0-2 share their attention weights and norms, and layers 0-1 write nothing into the
+        residual stream (attn_output = ffn_down = 0), so every layer sees the same input and computes the same q, k:
+        pod in one block is then exactly full for both share modes; a different attn_k in layer 2 breaks share=keys."""
+        m, cfg = tiny_model(n_layers=3, seed=4)
+        with torch.no_grad():
+            src = m.layers[0]
+            for l in (1, 2):
+                for name in ("attention_norm.weight", "attention.wq.weight", "attention.wk.weight",
+                             "attention.wv.weight"):
+                    dict(m.layers[l].named_parameters())[name].copy_(dict(src.named_parameters())[name])
+            for l in (0, 1):
+                m.layers[l].attention.wo.weight.zero_()
+                m.layers[l].feed_forward.w2.weight.zero_()
+            t = self.tokens[:, :50]
+            full = m(t)[0]
+            for share in ("scores", "keys"):
+                pol = PodPolicy([[0, 1, 2]], 2, 6, share)
+                self.assertLess(float((m(t, policy=pol)[0] - full).abs().max()), 1e-12, share)
+                inc, _ = incremental(m, t, pol, 7)
+                self.assertLess(float((inc - full).abs().max()), 1e-12, share)
+            m.layers[2].attention.wk.weight.mul_(1.5)
+            full = m(t)[0]
+            for share in ("scores", "keys"):
+                self.assertGreater(float((m(t, policy=PodPolicy([[0, 1, 2]], 2, 6, share))[0] - full).abs().max()),
+                                   1e-4, share)
 
     def test_float32_batched_close_to_float64(self):
         m32 = self.m.float()
