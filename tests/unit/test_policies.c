@@ -69,6 +69,33 @@ static wbuf build_adapter(float bias, uint32_t n_head, uint32_t version) {
     return b;
 }
 
+/* A PoD adapter (no tensors) for the tiny model: block starts, n_sink, n_recent, share, delta. */
+static wbuf build_pod_adapter(const uint32_t *starts, int n_starts, uint32_t n_recent, const char *share, float delta) {
+    wbuf b = {0};
+    put(&b, "GGUF", 4);
+    put_u32(&b, 3);
+    put_u64(&b, 0);
+    put_u64(&b, 13);
+    kv_str(&b, "general.architecture", "edgeinf-adapter");
+    kv_u32(&b, "edgeinf.adapter.version", 1);
+    kv_str(&b, "edgeinf.adapter.kind", "pod");
+    kv_u32(&b, "edgeinf.adapter.n_layer", NL);
+    kv_u32(&b, "edgeinf.adapter.n_head", NH);
+    kv_u32(&b, "edgeinf.adapter.n_head_kv", NKV);
+    kv_u32(&b, "edgeinf.adapter.head_dim", HD);
+    kv_u32(&b, "edgeinf.adapter.dim", DIM);
+    put_str(&b, "edgeinf.pod.block_starts");
+    put_u32(&b, 9);
+    put_u32(&b, 4);
+    put_u64(&b, (uint64_t)n_starts);
+    for (int i = 0; i < n_starts; i++) put_u32(&b, starts[i]);
+    kv_u32(&b, "edgeinf.pod.n_sink", N_SINK);
+    kv_u32(&b, "edgeinf.pod.n_recent", n_recent);
+    kv_str(&b, "edgeinf.pod.share", share);
+    kv_f32(&b, "edgeinf.pod.delta", delta);
+    return b;
+}
+
 static ei_model *load_model(const char *path, int threads) {
     ei_model_params p = ei_model_default_params();
     p.n_threads = threads;
@@ -251,6 +278,64 @@ static void test_memory_budget(void) {
     ei_model_free(m);
 }
 
+/* PoD: one block per layer is exactly full; one block differs only once tokens turn distant; KV bytes follow
+ * docs/pod.md (values of every layer, keys: anchors all, others a ring); bad blocks and δ refused. */
+static void test_pod(void) {
+    ei_model *m = load_model(MODEL, 1);
+    if (!m) return;
+    const uint32_t per_layer[2] = {0, 1}, one_block[1] = {0}, bad_start[1] = {1}, not_increasing[2] = {0, 0};
+    wbuf a2 = build_pod_adapter(per_layer, 2, 16, "scores", 0.9f), a1 = build_pod_adapter(one_block, 1, 16, "keys", 0.9f);
+    ei_adapter *ad2 = NULL, *ad1 = NULL, *bad = NULL;
+    CHECK(ei_adapter_load_from_buffer(m, a2.p, a2.n, &ad2) == 0, "%s", ei_last_error());
+    CHECK(ei_adapter_load_from_buffer(m, a1.p, a1.n, &ad1) == 0, "%s", ei_last_error());
+    int32_t ids[NTOK];
+    token_ids(ids, NTOK);
+    const int nv = ei_model_n_vocab(m);
+    ei_session_stats st;
+    float *full = run(m, EI_POLICY_FULL, NULL, ids, NTOK, 5, 1, NULL);
+    float *pod_all = run(m, EI_POLICY_POD, ad2, ids, NTOK, 37, 1, NULL);
+    float *pod_one = run(m, EI_POLICY_POD, ad1, ids, NTOK, 37, 1, &st);
+    if (full && pod_all && pod_one) {
+        CHECK(first_diff_row(full, pod_all, NTOK, nv) == NTOK, "one block per layer == full, bit for bit");
+        CHECK(first_diff_row(full, pod_one, NTOK, nv) == N_SINK + 16, "one block: first differing row %d, want %d",
+              first_diff_row(full, pod_one, NTOK, nv), N_SINK + 16);
+        const int64_t cap = ei_model_n_ctx_train(m), ring = N_SINK + 16 - 1 + 64, kv_dim = NKV * HD;
+        CHECK(st.kv_bytes == 4 * kv_dim * ((NL + 1) * cap + (NL - 1) * (ring < cap ? ring : cap)),
+              "kv_bytes %lld", (long long)st.kv_bytes);
+        CHECK(st.policy == EI_POLICY_POD && st.memory_bytes == 0, "stats");
+    }
+    ei_session_params sp = ei_session_default_params();
+    sp.adapter = ad1;
+    ei_session *s = NULL;
+    CHECK(ei_session_create(m, &sp, &s) == 0, "%s", ei_last_error());
+    if (s) {
+        ei_session_get_stats(s, &st);
+        CHECK(st.policy == EI_POLICY_POD, "auto with a pod adapter is pod");
+        size_t need = 0;
+        CHECK(ei_session_save_to_buffer(s, NULL, NULL, 0, &need) == EI_ERR_UNSUPPORTED, "pod checkpoints refused");
+        ei_session_free(s);
+    }
+    sp.policy = EI_POLICY_EDGEINFINITE;
+    CHECK(ei_session_create(m, &sp, &s) == EI_ERR_INVALID_ARG, "edgeinfinite with a pod-only adapter refused");
+    wbuf b1 = build_pod_adapter(bad_start, 1, 16, "keys", 0.9f), b2 = build_pod_adapter(not_increasing, 2, 16, "keys", 0.9f),
+         b3 = build_pod_adapter(one_block, 1, 16, "values", 0.9f), b4 = build_pod_adapter(one_block, 1, 16, "keys", 1.5f),
+         b5 = build_pod_adapter(one_block, 1, 0, "keys", 0.5f);
+    CHECK(ei_adapter_load_from_buffer(m, b1.p, b1.n, &bad) == EI_ERR_MISMATCH, "blocks not starting at 0: %s", ei_last_error());
+    CHECK(ei_adapter_load_from_buffer(m, b2.p, b2.n, &bad) == EI_ERR_MISMATCH, "blocks not increasing: %s", ei_last_error());
+    CHECK(ei_adapter_load_from_buffer(m, b3.p, b3.n, &bad) == EI_ERR_FORMAT, "share 'values': %s", ei_last_error());
+    CHECK(ei_adapter_load_from_buffer(m, b4.p, b4.n, &bad) == EI_ERR_INVALID_ARG && strstr(ei_last_error(), "delta"),
+          "delta 1.5: %s", ei_last_error());
+    CHECK(ei_adapter_load_from_buffer(m, b5.p, b5.n, &bad) == EI_ERR_FORMAT, "n_recent 0: %s", ei_last_error());
+    wbuf *all[] = {&a1, &a2, &b1, &b2, &b3, &b4, &b5};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->p);
+    free(full);
+    free(pod_all);
+    free(pod_one);
+    ei_adapter_free(ad1);
+    ei_adapter_free(ad2);
+    ei_model_free(m);
+}
+
 int main(void) {
     RUN(test_streaming_equals_full_until_eviction);
     RUN(test_edgeinfinite_routing_exact_until_memory);
@@ -259,5 +344,6 @@ int main(void) {
     RUN(test_memory_and_gate_matter);
     RUN(test_adapter_refusals);
     RUN(test_memory_budget);
+    RUN(test_pod);
     return TEST_SUMMARY();
 }
