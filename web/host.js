@@ -116,7 +116,11 @@ export function createHost(post) {
     async listSessions() {
       const list = await store().list();
       const fp = engine && engine.info().model.fingerprint;
-      return list.map((x) => ({ ...x, compatible: !x.error && !!x.model && x.model.fingerprint === fp }))
+      const hasAdapter = !!(engine && engine.info().adapter);
+      // Restorable here: same model, and the adapter when the policy uses it (the engine still checks which one).
+      const ok = (x) => !x.error && !!x.model && x.model.fingerprint === fp &&
+        (hasAdapter || !(x.adapter && /edgeinfinite/.test(x.policyInUse || x.policy)));
+      return list.map((x) => ({ ...x, compatible: ok(x) }))
         .sort((a, b) => (b.savedAt || 0) - (a.savedAt || 0));
     },
     async deleteSession(p) {

@@ -89,8 +89,9 @@ class IdbStore {
       } catch (e) { reject(e); return; }
       let result;
       t.oncomplete = () => resolve(result);
+      // A failed request aborts the whole transaction (its error event is left uncancelled on purpose): the abort
+      // reports it, and nothing of the transaction is kept.
       t.onabort = () => reject(t.error || new Error('IndexedDB transaction aborted'));
-      t.onerror = (ev) => { ev.preventDefault(); }; // the abort that follows reports it
       try {
         const r = fn(...names.map((n) => t.objectStore(n)));
         if (r && 'onsuccess' in r) r.onsuccess = () => { result = r.result; };

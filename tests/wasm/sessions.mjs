@@ -290,6 +290,36 @@ export function registerSessionTests(test) {
     }
   });
 
+  test('listSessions: newest first, and only sessions this engine can restore are compatible', async () => {
+    await withDir(async (dir) => {
+      const q8 = await Engine.load({ model: TINY, adapter: ADAPTER, sessionDir: dir });
+      try {
+        for (const [name, policy] of [['ei', 'edgeinfinite'], ['full', 'full']]) {
+          const s = q8.createSession(policy === 'full' ? { policy } : { policy, ...LAYOUT });
+          await s.chat([{ role: 'user', content: 'Hi' }], { maxTokens: 3, temperature: 0 });
+          await s.save(name, { data: { title: `t-${name}` } });
+          await new Promise((r) => setTimeout(r, 5)); // distinct savedAt
+        }
+        const mine = await q8.listSessions();
+        assertEq(mine.map((x) => `${x.name}:${x.compatible}:${x.messages}:${x.title}`).join(','), 'full:true:2:t-full,ei:true:2:t-ei', 'same engine');
+        assert(mine.every((x) => x.bytes > 0 && x.tokens > 0 && x.savedAt > 0 && x.model.name), JSON.stringify(mine));
+      } finally {
+        await q8.unload();
+      }
+      const noAdapter = await Engine.load({ model: TINY, sessionDir: dir });
+      const f32 = await Engine.load({ model: TINY_F32, sessionDir: dir });
+      try {
+        assertEq((await noAdapter.listSessions()).map((x) => `${x.name}:${x.compatible}`).join(','), 'full:true,ei:false', 'without the adapter');
+        assertEq((await f32.listSessions()).map((x) => `${x.name}:${x.compatible}`).join(','), 'full:false,ei:false', 'another model');
+        await assertRejects(f32.restore('full'), 'MISMATCH', 'restore on another model');
+        assertEq((await noAdapter.restore('full')).messages.length, 2, 'a full-attention save needs no adapter');
+      } finally {
+        await noAdapter.unload();
+        await f32.unload();
+      }
+    });
+  });
+
   test('directory store: a failed save leaves the previous one intact; a damaged file is reported and deletable', async () => {
     await withDir(async (dir) => {
       const e = await Engine.load({ model: TINY, adapter: ADAPTER, sessionDir: dir });
