@@ -6,7 +6,7 @@ import { EdgeinfError, cError, toEdgeinfError } from './errors.js';
 import { loadBytes, forgetCached } from './loader.js';
 import { StopMatcher } from './stop.js';
 import { chatFormat } from './chat-template.js';
-import { SAVED_HINTS, toHex, fromHex } from './session-format.js';
+import { SAVED_HINTS, SAVE_HINTS, toHex, fromHex } from './session-format.js';
 
 export const POLICIES = ['auto', 'full', 'streaming', 'edgeinfinite', 'pod', 'edgeinfinite+pod'];
 const EOS = -1000;          // EIW_DONE_EOS in wasm/shim.c
@@ -288,13 +288,13 @@ export class CoreEngine {
       const s = this.#session(sid), M = this.#M;
       const t0 = now();
       const size = M._eiw_session_checkpoint_size(s.ptr);
-      if (size < 0) throw this.#cErr(size, 'save', SAVED_HINTS);
+      if (size < 0) throw this.#cErr(size, 'save', SAVE_HINTS);
       const nState = M._eiw_state_bytes();
       const buf = M._malloc(Math.max(1, size)), st = M._malloc(nState);
       try {
         if (!buf || !st) throw new EdgeinfError('NOMEM', `save: no WebAssembly memory left for a ${size}-byte checkpoint.`);
         const n = M._eiw_session_save(s.ptr, buf, size, st);
-        if (n < 0) throw this.#cErr(n, 'save', SAVED_HINTS);
+        if (n < 0) throw this.#cErr(n, 'save', SAVE_HINTS);
         const heap = M.HEAPU8; // fresh: malloc above ran on this thread
         return {
           checkpoint: heap.slice(buf, buf + n), state: toHex(heap.subarray(st, st + nState)),

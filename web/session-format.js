@@ -30,6 +30,12 @@ export const SAVED_HINTS = {
   QUOTA_EXCEEDED: 'Browser storage is full: delete saved sessions (engine.deleteSession) or cached models, then save again. The previous save under this name is intact.',
 };
 
+/** Hints of errors while saving (the engine's message names the cause). */
+export const SAVE_HINTS = {
+  UNSUPPORTED: 'Sessions with this attention policy cannot be saved by this build; other policies can.',
+  INVALID_ARG: '',
+};
+
 /** Returns name if it can name a saved session; throws INVALID_ARG saying why otherwise. */
 export function validateName(name) {
   const bad = (why) => new EdgeinfError('INVALID_ARG', `Session name ${JSON.stringify(String(name)).slice(0, 80)}: ${why}.`, { name: String(name) });

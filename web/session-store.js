@@ -230,7 +230,8 @@ class DirStore {
     for (const f of names.filter((n) => n.endsWith('.eis')).sort()) {
       const name = decodeURIComponent(f.slice(0, -4));
       try {
-        out.push(summaryOf(decodeSaved(await fs.readFile(path.join(this.dir, f))).meta));
+        // The name is the file's (what restore and delete look up), even if the metadata says otherwise.
+        out.push({ ...summaryOf(decodeSaved(await fs.readFile(path.join(this.dir, f))).meta), name });
       } catch (e) {
         // Listed anyway, so that it can be deleted.
         out.push({ name, error: toEdgeinfError(e, name).toWire() });
