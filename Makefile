@@ -78,11 +78,11 @@ $(BUILD)/tests/logits_dump: tests/tools/logits_dump.c $(BUILD)/libedgeinf-asan.a
 
 .PHONY: test-parity test-cli deps
 # C engine vs the PyTorch reference on the tiny fixtures (1 and 2 threads): full on every file type, then
-# full / streaming / edgeinfinite across 12 evictions, then pod (share=scores and share=keys).
+# full / streaming / edgeinfinite across 12 evictions, then pod and edgeinfinite+pod (share=scores and share=keys).
 test-parity: $(BUILD)/tests/logits_dump
 	set -o pipefail; $(PY) tests/parity/check_parity.py $(BUILD)/tests/logits_dump tests/fixtures/tiny 1 2 | tee $(BUILD)/parity-full.log
 	set -o pipefail; $(PY) tests/parity/check_policies.py $(BUILD)/tests/logits_dump tests/fixtures/tiny-ei 1 2 | tee $(BUILD)/parity-policies.log
-	set -o pipefail; POLICIES=pod $(PY) tests/parity/check_policies.py $(BUILD)/tests/logits_dump tests/fixtures/tiny-pod 1 2 | tee $(BUILD)/parity-pod.log
+	set -o pipefail; $(PY) tests/parity/check_policies.py $(BUILD)/tests/logits_dump tests/fixtures/tiny-pod 1 2 | tee $(BUILD)/parity-pod.log
 	@cat $(BUILD)/parity-full.log $(BUILD)/parity-policies.log $(BUILD)/parity-pod.log | $(PY) tests/sum_results.py parity
 
 test-cli: $(BUILD)/edgeinf-asan

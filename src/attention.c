@@ -19,13 +19,18 @@
 #define MAX_SPANS 6
 
 static int is_window_policy(const ei_session *s) {
-    return s->policy == EI_POLICY_STREAMING || s->policy == EI_POLICY_EDGEINFINITE;
+    return s->policy == EI_POLICY_STREAMING || s->policy == EI_POLICY_EDGEINFINITE ||
+           s->policy == EI_POLICY_EDGEINFINITE_POD;
+}
+static int has_memory(const ei_session *s) {
+    return s->policy == EI_POLICY_EDGEINFINITE || s->policy == EI_POLICY_EDGEINFINITE_POD;
 }
 
 /* ------------------------------------------------------------------ layout: slots, spans, eviction */
 
 int32_t ei_attn_cache_slots(const ei_model *m, const ei_session_params *p) {
-    if (p->policy == EI_POLICY_STREAMING || p->policy == EI_POLICY_EDGEINFINITE) return p->n_sink + p->window + p->seg;
+    if (p->policy == EI_POLICY_STREAMING || p->policy == EI_POLICY_EDGEINFINITE || p->policy == EI_POLICY_EDGEINFINITE_POD)
+        return p->n_sink + p->window + p->seg;
     return p->n_ctx > 0 ? p->n_ctx : m->hp.n_ctx_train;
 }
 
@@ -49,15 +54,6 @@ static int64_t evicted_segments(const ei_session *s, int64_t p) {
     return e > 0 ? e : 0;
 }
 
-static int is_pod(const ei_session *s) { return s->policy == EI_POLICY_POD; }
-
-/* Key row of token t in layer l: its position, except in a PoD non-anchor layer, which keeps sinks at their position
- * and recent keys in a ring (docs/pod.md: distant keys are never read again). */
-static int32_t key_row(const ei_session *s, int l, int64_t t) {
-    if (!is_pod(s) || s->pod.cfg->anchor[l] == l || t < s->pod.n_sink) return -1;
-    return s->pod.n_sink + (int32_t)((t - s->pod.n_sink) % (s->pod.ring - s->pod.n_sink));
-}
-
 int64_t ei_attn_kv_tokens(const ei_session *s) {
     if (!is_window_policy(s)) return s->n_past < s->kv.cap ? s->n_past : s->kv.cap;
     if (s->n_past == 0) return 0;
@@ -76,6 +72,27 @@ static int32_t slot_of(const ei_session *s, int64_t p) {
     return s->n_sink + (int32_t)(j % (s->n_seg_window + 1)) * s->seg + (int32_t)o;
 }
 
+static int is_pod(const ei_session *s) { return s->pod.cfg != NULL; }
+
+/* 1 if layer l keeps only proximal keys (a PoD non-anchor layer). */
+static int is_ring_layer(const ei_session *s, int l) { return is_pod(s) && s->pod.cfg->anchor[l] != l; }
+
+/* Key row of token t in layer l: its cache slot, except in a PoD non-anchor layer, which keeps the sinks at their slot
+ * and recent keys in a ring (docs/pod.md: a distant key is never read again). */
+static int32_t key_row(const ei_session *s, int l, int64_t t) {
+    if (!is_ring_layer(s, l) || t < s->pod.n_sink) return slot_of(s, t);
+    return s->pod.n_sink + (int32_t)((t - s->pod.n_sink) % (s->pod.ring - s->pod.n_sink));
+}
+
+int32_t ei_attn_max_run(const ei_session *s, int64_t p, int32_t want) {
+    if (!is_window_policy(s) || p < s->n_sink) {
+        if (is_window_policy(s) && p + want > s->n_sink) return (int32_t)(s->n_sink - p);
+        return want;
+    }
+    const int64_t left = s->seg - (p - s->n_sink) % s->seg;
+    return left < want ? (int32_t)left : want;
+}
+
 /* Appends a span, merging with the previous one when its keys and values continue it under the same query. */
 static int push_span(ei_span *spans, int n, const float *q, const float *k, const float *v, int32_t len, int32_t kv_dim) {
     if (len <= 0) return n;
@@ -88,50 +105,53 @@ static int push_span(ei_span *spans, int n, const float *q, const float *k, cons
     return n + 1;
 }
 
-/* Positions [t0, t1] of layer l's own keys (which may wrap in a PoD ring) with their values, under query q. */
-static int push_positions(const ei_session *s, int l, ei_span *spans, int n, const float *q, const float *kb,
-                          const float *vb, int64_t t0, int64_t t1) {
+/* Tokens [t0, t1] with the keys of layer kl (rows by key_row; ring = use kl's proximal-key ring) and the values at
+ * vb, under query q, in runs contiguous in both. */
+static int push_range(const ei_session *s, int kl, ei_span *spans, int n, const float *q, const float *kb,
+                      const float *vb, int64_t t0, int64_t t1) {
     const int32_t kv_dim = s->kv.kv_dim;
     while (t0 <= t1) {
-        int32_t row = key_row(s, l, t0);
+        const int32_t krow = key_row(s, kl, t0), vrow = slot_of(s, t0);
         int64_t run = t1 - t0 + 1;
-        if (row < 0) row = (int32_t)t0;
-        else if (row + run > s->pod.ring) run = s->pod.ring - row; /* the ring wraps */
-        n = push_span(spans, n, q, kb + (size_t)row * kv_dim, vb + (size_t)t0 * kv_dim, (int32_t)run, kv_dim);
+        if (is_window_policy(s) && t0 >= s->n_sink) {
+            const int64_t left = s->seg - (t0 - s->n_sink) % s->seg; /* segments sit in a ring of slots */
+            if (left < run) run = left;
+        } else if (is_window_policy(s) && t1 >= s->n_sink) {
+            run = s->n_sink - t0;
+        }
+        if (is_ring_layer(s, kl) && t0 >= s->pod.n_sink && krow + run > s->pod.ring) run = s->pod.ring - krow;
+        n = push_span(spans, n, q, kb + (size_t)krow * kv_dim, vb + (size_t)vrow * kv_dim, (int32_t)run, kv_dim);
         t0 += run;
     }
     return n;
 }
 
 /* Spans visible to the query at absolute position p in layer l for KV head kvh (causal: itself included), in
- * increasing token order. q: the query rotated at p; q_sink: rotated at its cache slot (window policies, for sink
- * keys); q_anchor: the block anchor's query (pod, share=scores). At most 3 spans for window policies (sink + the ring
- * in up to two pieces), 4 for pod (sink, distant, recent in up to two pieces). */
+ * increasing token order: sinks, then the cached window/context. q: the query rotated at p; q_sink: rotated at its
+ * cache slot (window policies after an eviction, for sink keys); q_anchor: the block anchor's query (pod,
+ * share=scores). PoD non-anchor layers score distant tokens on their anchor's keys (docs/pod.md). At most 6 spans. */
 static int spans_for(const ei_session *s, int l, int64_t p, int32_t kvh, const float *q, const float *q_sink,
                      const float *q_anchor, ei_span *spans) {
     const int32_t kv_dim = s->kv.kv_dim, hd = s->model->hp.head_dim;
     const float *kb = s->kv.k_layer[l] + (size_t)kvh * hd;
     const float *vb = s->kv.v + (size_t)l * s->kv.cap * kv_dim + (size_t)kvh * hd;
-    if (is_pod(s)) {
-        const int32_t a = s->pod.cfg->anchor[l], n_sink = s->pod.n_sink;
-        const int64_t last_distant = p - s->pod.n_recent;
-        if (a == l || last_distant < n_sink) return push_positions(s, l, spans, 0, q, kb, vb, 0, p);
-        int n = push_positions(s, l, spans, 0, q, kb, vb, 0, n_sink - 1);
-        const float *ka = s->kv.k_layer[a] + (size_t)kvh * hd; /* the anchor keeps every key at its position */
-        n = push_span(spans, n, s->pod.share == EI_POD_SHARE_SCORES ? q_anchor : q, ka + (size_t)n_sink * kv_dim,
-                      vb + (size_t)n_sink * kv_dim, (int32_t)(last_distant - n_sink + 1), kv_dim);
-        return push_positions(s, l, spans, n, q, kb, vb, last_distant + 1, p);
-    }
-    if (!is_window_policy(s) || p < s->n_sink) return push_span(spans, 0, q, kb, vb, (int32_t)p + 1, kv_dim);
-    const int64_t j = seg_of(s, p), o = (p - s->n_sink) % s->seg;
-    const int64_t first = j - s->n_seg_window > 0 ? j - s->n_seg_window : 0;
+    const int window = is_window_policy(s);
+    const int32_t ns = window ? s->n_sink : is_pod(s) ? s->pod.n_sink : 0;
+    if (p < ns) return push_range(s, l, spans, 0, q, kb, vb, 0, p);
+    const int64_t first = window ? evicted_segments(s, p) : 0;
     /* Before any eviction the query's slot equals its position: same rotation for sink keys, one merged span. */
-    int n = push_span(spans, 0, first > 0 ? q_sink : q, kb, vb, s->n_sink, kv_dim);
-    for (int64_t sg = first; sg <= j; sg++) {
-        const size_t row = (size_t)s->n_sink + (size_t)(sg % (s->n_seg_window + 1)) * s->seg;
-        n = push_span(spans, n, q, kb + row * kv_dim, vb + row * kv_dim, sg < j ? s->seg : (int32_t)o + 1, kv_dim);
+    int n = push_range(s, l, spans, 0, first > 0 ? q_sink : q, kb, vb, 0, ns - 1);
+    int64_t t0 = ns + first * (window ? s->seg : 0); /* oldest cached non-sink token */
+    if (is_ring_layer(s, l)) {
+        const int64_t last_distant = p - s->pod.n_recent;
+        if (last_distant >= t0) {
+            const int a = s->pod.cfg->anchor[l];
+            const float *ka = s->kv.k_layer[a] + (size_t)kvh * hd; /* the anchor keeps every cached key */
+            n = push_range(s, a, spans, n, s->pod.share == EI_POD_SHARE_SCORES ? q_anchor : q, ka, vb, t0, last_distant);
+            t0 = last_distant + 1;
+        }
     }
-    return n;
+    return push_range(s, l, spans, n, q, kb, vb, t0, p);
 }
 
 /* ------------------------------------------------------------------ compressed memory (edgeinfinite) */
@@ -172,7 +192,9 @@ static void compress_segment(ei_session *s, int l, int64_t e) {
         for (int32_t t = 0; t < seg; t++) {
             const int64_t p = s->n_sink + e * seg + t;
             const int32_t slot = slot_of(s, p);
-            const float *kr = s->kv.k_layer[l] + (size_t)slot * kv_dim + (size_t)g * hd;
+            /* a PoD non-anchor layer no longer holds evicted keys: its memory keys start from its anchor's k⁰ */
+            const int kl = is_ring_layer(s, l) ? s->pod.cfg->anchor[l] : l;
+            const float *kr = s->kv.k_layer[kl] + (size_t)slot * kv_dim + (size_t)g * hd;
             const float *vr = s->kv.v + layer_off + (size_t)slot * kv_dim + (size_t)g * hd;
             memcpy(kt, kr, sizeof(float) * hd);
             memcpy(vt, vr, sizeof(float) * hd);
@@ -286,7 +308,7 @@ static void attn_task(void *ctx, int ith, int nth) {
     const int32_t hd = hp->head_dim, rd = hp->rope_dim, kv_dim = s->kv.kv_dim, group = hp->n_head / hp->n_head_kv;
     float *scratch = s->task_scratch + (size_t)ith * s->task_scratch_floats;
     float *scores = scratch, *q_sink = scores + s->kv.cap, *mscratch = q_sink + hd;
-    const int use_memory = s->policy == EI_POLICY_EDGEINFINITE && s->mem.segments[job->l] > 0;
+    const int use_memory = has_memory(s) && s->mem.segments[job->l] > 0;
     const int64_t total = (int64_t)job->n * hp->n_head;
     for (int64_t w = ith; w < total; w += nth) {
         const int32_t i = job->i0 + (int32_t)(w / hp->n_head), h = (int32_t)(w % hp->n_head), kvh = h / group;
@@ -318,50 +340,37 @@ int32_t ei_attn_task_scratch_floats(const ei_model *m, int32_t cap, int32_t rank
     return attn;
 }
 
-/* ------------------------------------------------------------------ one layer */
+/* ------------------------------------------------------------------ eviction and one layer */
+
+void ei_attn_evict(ei_session *s, int64_t p) {
+    if (!is_window_policy(s) || p < s->n_sink || (p - s->n_sink) % s->seg) return;
+    const int64_t e = seg_of(s, p) - s->n_seg_window - 1;
+    if (e < 0 || !has_memory(s)) return; /* streaming: the slots are simply reused */
+    /* every layer before any layer writes the new segment: a PoD layer compresses with its anchor's keys */
+    for (int l = 0; l < s->model->hp.n_layer; l++) compress_segment(s, l, e);
+}
 
 void ei_attn_layer(ei_session *s, int l, const float *xn, const float *q, const float *k, const float *q0,
                    const float *k0, const float *v, int32_t n, int64_t pos0, float *out) {
-    const int32_t kv_dim = s->kv.kv_dim, dim = s->model->hp.dim;
+    const ei_hparams *hp = &s->model->hp;
+    const int32_t kv_dim = s->kv.kv_dim, dim = hp->dim;
     const size_t layer_off = (size_t)l * s->kv.cap * kv_dim;
     if (is_pod(s) && s->pod.share == EI_POD_SHARE_SCORES && s->pod.cfg->anchor[l] == l)
-        memcpy(s->pod.q_anchor, q, sizeof(float) * (size_t)n * s->model->hp.n_head * s->model->hp.head_dim);
-    const int32_t rank = s->adapter && s->policy == EI_POLICY_EDGEINFINITE ? s->adapter->rank : 0;
+        memcpy(s->pod.q_anchor, q, sizeof(float) * (size_t)n * hp->n_head * hp->head_dim);
+    const int32_t rank = s->adapter && has_memory(s) ? s->adapter->rank : 0;
     const ei_adapter_layer *AL = rank ? &s->adapter->layers[l] : NULL;
     (void)k0;
-    /* Process in runs that stay inside one segment: a new segment may first evict the slots it will reuse, and the
-     * queries of the previous segment must still see them. */
-    for (int32_t i0 = 0; i0 < n;) {
-        int32_t i1 = n;
-        if (is_window_policy(s)) {
-            const int64_t p = pos0 + i0;
-            if (p >= s->n_sink) {
-                const int64_t o = (p - s->n_sink) % s->seg;
-                if (o == 0 && seg_of(s, p) - s->n_seg_window - 1 >= 0) {
-                    const int64_t e = seg_of(s, p) - s->n_seg_window - 1;
-                    if (s->policy == EI_POLICY_EDGEINFINITE) compress_segment(s, l, e);
-                }
-                const int64_t left = s->seg - o;
-                if (i0 + left < i1) i1 = i0 + (int32_t)left;
-            } else if (pos0 + n > s->n_sink) {
-                i1 = (int32_t)(s->n_sink - pos0); /* sink tokens form their own run */
-            }
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t slot = slot_of(s, pos0 + i);
+        memcpy(s->kv.k_layer[l] + (size_t)key_row(s, l, pos0 + i) * kv_dim, k + (size_t)i * kv_dim,
+               sizeof(float) * kv_dim);
+        memcpy(s->kv.v + layer_off + (size_t)slot * kv_dim, v + (size_t)i * kv_dim, sizeof(float) * kv_dim);
+        if (rank) {
+            const ei_kernel_table *K = ei_kernels();
+            lowrank_down(K, AL->mk_a, rank, dim, xn + (size_t)i * dim, s->mem.code_k + ((size_t)l * s->kv.cap + slot) * rank);
+            lowrank_down(K, AL->mv_a, rank, dim, xn + (size_t)i * dim, s->mem.code_v + ((size_t)l * s->kv.cap + slot) * rank);
         }
-        for (int32_t i = i0; i < i1; i++) {
-            const int32_t slot = slot_of(s, pos0 + i), krow = key_row(s, l, pos0 + i);
-            memcpy(s->kv.k_layer[l] + (size_t)(krow < 0 ? slot : krow) * kv_dim, k + (size_t)i * kv_dim,
-                   sizeof(float) * kv_dim);
-            memcpy(s->kv.v + layer_off + (size_t)slot * kv_dim, v + (size_t)i * kv_dim, sizeof(float) * kv_dim);
-            if (rank) {
-                const ei_kernel_table *K = ei_kernels();
-                lowrank_down(K, AL->mk_a, rank, dim, xn + (size_t)i * dim,
-                             s->mem.code_k + ((size_t)l * s->kv.cap + slot) * rank);
-                lowrank_down(K, AL->mv_a, rank, dim, xn + (size_t)i * dim,
-                             s->mem.code_v + ((size_t)l * s->kv.cap + slot) * rank);
-            }
-        }
-        attn_job job = {s, l, xn, q, q0, i0, i1 - i0, pos0, out};
-        ei_threadpool_run(s->model->tp, attn_task, &job);
-        i0 = i1;
     }
+    attn_job job = {s, l, xn, q, q0, 0, n, pos0, out};
+    ei_threadpool_run(s->model->tp, attn_task, &job);
 }

@@ -59,7 +59,9 @@ int ei_forward_chunk(ei_session *s, const int32_t *ids, int32_t n, float *all_lo
     const ei_hparams *hp = &m->hp;
     const int32_t dim = hp->dim, hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, q_dim = hp->n_head * hd;
     const int64_t pos0 = s->n_past;
-    if (n <= 0 || n > EI_CHUNK) return ei_set_error(EI_ERR_INTERNAL, "forward: chunk of %d tokens", n);
+    if (n <= 0 || n > EI_CHUNK || ei_attn_max_run(s, pos0, n) != n)
+        return ei_set_error(EI_ERR_INTERNAL, "forward: chunk of %d tokens at %lld", n, (long long)pos0);
+    ei_attn_evict(s, pos0);
 
     const size_t emb_row = ei_row_size(m->tok_embd.type, dim);
     for (int32_t i = 0; i < n; i++)

@@ -47,7 +47,7 @@ static int64_t layout_bytes(const ei_model *m, int32_t policy, int32_t cap, int3
     const ei_hparams *hp = &m->hp;
     const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
     int64_t b = 2 * (int64_t)sizeof(float) * hp->n_layer * cap * kv_dim;
-    if (policy == EI_POLICY_EDGEINFINITE)
+    if (policy == EI_POLICY_EDGEINFINITE || policy == EI_POLICY_EDGEINFINITE_POD)
         b += (int64_t)sizeof(float) * hp->n_layer *
              ((int64_t)hp->n_head_kv * (hp->head_dim * hp->head_dim + hp->head_dim) + 2 * (int64_t)cap * rank);
     return b;
@@ -59,10 +59,13 @@ static int resolve_layout(const ei_model *m, ei_session_params *p) {
     const ei_hparams *hp = &m->hp;
     const ei_adapter *ad0 = p->adapter;
     if (p->policy == EI_POLICY_AUTO)
-        p->policy = ad0 && ad0->has_ei ? EI_POLICY_EDGEINFINITE : ad0 && ad0->has_pod ? EI_POLICY_POD : EI_POLICY_FULL;
-    if (p->policy == EI_POLICY_EDGEINFINITE_POD)
-        return ei_set_error(EI_ERR_UNSUPPORTED, "policy 'edgeinfinite+pod' is not implemented in this build (available: "
-                                                "auto, full, streaming, edgeinfinite, pod)");
+        p->policy = !ad0 ? EI_POLICY_FULL
+                    : ad0->has_ei && ad0->has_pod ? EI_POLICY_EDGEINFINITE_POD
+                    : ad0->has_ei ? EI_POLICY_EDGEINFINITE
+                    : EI_POLICY_POD;
+    if (p->policy == EI_POLICY_EDGEINFINITE_POD && !(ad0 && ad0->has_ei && ad0->has_pod))
+        return ei_set_error(EI_ERR_INVALID_ARG, "policy 'edgeinfinite+pod' needs an 'edgeinfinite+pod' adapter (a memory "
+                                                "gate and measured layer blocks; --adapter FILE)");
     if (p->policy < EI_POLICY_AUTO || p->policy > EI_POLICY_EDGEINFINITE_POD)
         return ei_set_error(EI_ERR_INVALID_ARG, "unknown policy %d", p->policy);
     if (p->policy == EI_POLICY_EDGEINFINITE && !(ad0 && ad0->has_ei))
@@ -72,7 +75,7 @@ static int resolve_layout(const ei_model *m, ei_session_params *p) {
         return ei_set_error(EI_ERR_INVALID_ARG, "policy 'pod' needs an adapter with measured layer blocks (made by "
                                                 "models/pod_calibrate.py; --adapter FILE)");
     if (p->pod_share < 0 || p->pod_share > 2) return ei_set_error(EI_ERR_INVALID_ARG, "pod_share %d not 0..2", p->pod_share);
-    if (p->policy == EI_POLICY_POD) {
+    if (p->policy == EI_POLICY_POD || p->policy == EI_POLICY_EDGEINFINITE_POD) {
         if (p->n_recent <= 0) p->n_recent = ad0->pod.n_recent;
         if (p->n_sink <= 0) p->n_sink = ad0->pod.n_sink;
         p->pod_share = p->pod_share ? p->pod_share - 1 : ad0->pod.share;
@@ -96,7 +99,7 @@ static int resolve_layout(const ei_model *m, ei_session_params *p) {
     /* The adapter's layout is the default of every window policy (streaming as a baseline gets the same KV budget);
      * its memory and rank only count for edgeinfinite. */
     const ei_adapter *ad = p->adapter;
-    const int32_t rank = ad && p->policy == EI_POLICY_EDGEINFINITE ? ad->rank : 0;
+    const int32_t rank = ad && p->policy != EI_POLICY_STREAMING ? ad->rank : 0;
     int32_t seg = p->seg > 0 ? p->seg : ad ? ad->seg : 128;
     while (p->seg <= 0 && !ad && seg > 8 && seg * 4 > ctx) seg /= 2;
     int32_t n_sink = p->n_sink > 0 ? p->n_sink : ad ? ad->n_sink : (seg < 16 ? seg : 16);
@@ -122,6 +125,8 @@ static int resolve_layout(const ei_model *m, ei_session_params *p) {
                             "sink %d + window %d + segment %d = %d exceeds the model's training context %d (positions "
                             "beyond it were never trained)",
                             n_sink, window, seg, n_sink + window + seg, ctx);
+    if (p->policy == EI_POLICY_EDGEINFINITE_POD && p->n_recent > window)
+        return ei_set_error(EI_ERR_INVALID_ARG, "n_recent %d exceeds the window %d (docs/pod.md)", p->n_recent, window);
     p->n_sink = n_sink;
     p->window = window;
     p->seg = seg;
@@ -141,14 +146,14 @@ int ei_session_create(ei_model *m, const ei_session_params *params, ei_session *
     s->model = m;
     s->params = p;
     s->policy = policy;
-    s->adapter = policy == EI_POLICY_EDGEINFINITE ? p.adapter : NULL;
-    if (policy == EI_POLICY_POD) {
+    s->adapter = policy == EI_POLICY_EDGEINFINITE || policy == EI_POLICY_EDGEINFINITE_POD ? p.adapter : NULL;
+    if (policy == EI_POLICY_POD || policy == EI_POLICY_EDGEINFINITE_POD) {
         s->pod.cfg = &p.adapter->pod;
         s->pod.n_sink = p.n_sink;
         s->pod.n_recent = p.n_recent;
         s->pod.share = p.pod_share;
     }
-    if (policy == EI_POLICY_STREAMING || policy == EI_POLICY_EDGEINFINITE) {
+    if (policy == EI_POLICY_STREAMING || policy == EI_POLICY_EDGEINFINITE || policy == EI_POLICY_EDGEINFINITE_POD) {
         s->n_sink = p.n_sink;
         s->window = p.window;
         s->seg = p.seg;
@@ -172,7 +177,9 @@ int ei_session_create(ei_model *m, const ei_session_params *params, ei_session *
     /* Keys: cap rows per layer, except PoD non-anchor layers, which keep a ring of proximal keys only. */
     size_t k_rows = (size_t)hp->n_layer * s->kv.cap;
     if (s->pod.cfg) {
-        const int64_t ring = (int64_t)s->pod.n_sink + s->pod.n_recent - 1 + EI_CHUNK;
+        /* U_max of docs/pod.md: a forward chunk writes at most EI_CHUNK keys, and at most seg under window policies */
+        const int32_t u_max = s->seg > 0 && s->seg < EI_CHUNK ? s->seg : EI_CHUNK;
+        const int64_t ring = (int64_t)s->pod.n_sink + s->pod.n_recent - 1 + u_max;
         s->pod.ring = (int32_t)(ring < s->kv.cap ? ring : s->kv.cap);
         k_rows = 0;
         for (int l = 0; l < hp->n_layer; l++) k_rows += s->pod.cfg->anchor[l] == l ? s->kv.cap : s->pod.ring;
@@ -294,8 +301,8 @@ static int run_tokens(ei_session *s, const int32_t *ids, int32_t n, float *all_l
     int rc = ei_attn_reserve(s, n);
     if (rc) return rc;
     const double t0 = now_ms();
-    for (int32_t off = 0; off < n; off += EI_CHUNK) {
-        const int32_t c = n - off < EI_CHUNK ? n - off : EI_CHUNK;
+    for (int32_t off = 0, c; off < n; off += c) {
+        c = ei_attn_max_run(s, s->n_past, n - off < EI_CHUNK ? n - off : EI_CHUNK);
         const int64_t p0 = s->n_past;
         rc = ei_forward_chunk(s, ids + off, c, all_logits ? all_logits + (size_t)off * nv : NULL);
         if (rc) return rc;

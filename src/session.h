@@ -22,7 +22,7 @@ typedef struct ei_kv_cache {
 typedef struct ei_pod_state {
     const ei_pod_config *cfg; /* blocks (anchor per layer) from the adapter; NULL unless policy pod */
     int32_t n_sink, n_recent, share;
-    int32_t ring;             /* key rows of a non-anchor layer: n_sink + n_recent - 1 + EI_CHUNK (<= cap) */
+    int32_t ring;             /* key rows of a non-anchor layer: n_sink + n_recent - 1 + U_max (<= cap) */
     float *q_anchor;          /* (EI_CHUNK, n_head*head_dim) the current block anchor's rotated queries (share=scores) */
 } ei_pod_state;
 
@@ -78,11 +78,17 @@ int32_t ei_session_slot(const ei_session *s, int64_t p);
 int ei_attn_reserve(ei_session *s, int32_t n);
 /* Cache slots the policy needs for a session (from its params). */
 int32_t ei_attn_cache_slots(const ei_model *m, const ei_session_params *p);
-/* Runs attention for layer `l` on n new tokens at positions pos0..: q, k are RoPE'd at absolute positions, q0, k0 the
- * same before RoPE, v the values, xn the layer's normed input (n, dim). Evicts/compresses what the policy says,
- * stores the new k, v and writes out (n, n_head*head_dim). */
+/* Runs attention for layer `l` on n new tokens at positions pos0.. (a run from ei_attn_max_run, after ei_attn_evict):
+ * q, k are RoPE'd at absolute positions, q0, k0 the same before RoPE, v the values, xn the layer's normed input
+ * (n, dim). Stores the new k, v and writes out (n, n_head*head_dim). */
 void ei_attn_layer(ei_session *s, int l, const float *xn, const float *q, const float *k, const float *q0,
                    const float *k0, const float *v, int32_t n, int64_t pos0, float *out);
+/* Before a chunk starting at absolute position p: evicts (compresses, for memory policies) the segment leaving the
+ * cache, in every layer, before any layer overwrites its slots. */
+void ei_attn_evict(ei_session *s, int64_t p);
+/* Tokens from position p a forward chunk may hold (<= want): window policies never cross a segment start, so eviction
+ * happens between chunks. */
+int32_t ei_attn_max_run(const ei_session *s, int64_t p, int32_t want);
 /* Position at which a query at absolute position pos is rotated for sink keys (its cache slot). */
 int64_t ei_attn_sink_pos(const ei_session *s, int64_t pos);
 /* Per-thread scratch floats the attention tasks need. */

@@ -36,7 +36,7 @@ static int usage(void) {
             "           [--save FILE] [--restore FILE]   checkpoint after generating (-n 0: after the prompt) /\n"
             "           continue from one (-p/-f optional, appended; same model, policy, layout and sampling options)\n"
             "           policies: auto (default: the adapter's kind with --adapter, else full), full, streaming,\n"
-            "           edgeinfinite, pod\n"
+            "           edgeinfinite, pod, edgeinfinite+pod\n"
             "  tokenize (-m MODEL | --spm FILE) [--no-bos] (-p TEXT | -f FILE)\n"
             "  detokenize (-m MODEL | --spm FILE) ID...\n"
             "  perplexity -m MODEL -f FILE [--ctx N] [--policy P] [--adapter FILE] [--threads N] (+ layout options)\n"
@@ -451,7 +451,8 @@ static int cmd_perplexity(const opts *o) {
     if (session_for(o, m, &s)) goto out;
     ei_session_stats st;
     ei_session_get_stats(s, &st);
-    const int unbounded = st.policy == EI_POLICY_STREAMING || st.policy == EI_POLICY_EDGEINFINITE;
+    const int unbounded = st.policy == EI_POLICY_STREAMING || st.policy == EI_POLICY_EDGEINFINITE ||
+                          st.policy == EI_POLICY_EDGEINFINITE_POD;
     const int32_t nv = ei_model_n_vocab(m);
     const int32_t win = unbounded ? n : (o->ctx > 0 ? o->ctx : ei_model_n_ctx_train(m));
     const int32_t step = unbounded ? 256 : win; /* tokens per eval call */
