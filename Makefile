@@ -112,3 +112,9 @@ $(BUILD)/logits_dump-O2: tests/tools/logits_dump.c $(BUILD)/libedgeinf.a
 # RoPE precision at 1M tokens (optimised build; ~20 s): see tests/parity/check_long_positions.py.
 test-long-positions: $(BUILD)/logits_dump-O2
 	$(PY) tests/parity/check_long_positions.py $(BUILD)/logits_dump-O2 tests/fixtures/tiny/tiny-f32.gguf
+
+.PHONY: eval-pod
+# PoD evaluation by the C engine (KV bytes vs full, perplexity, passkey): docs/eval-pod.{md,json}. Needs a pod adapter
+# (make pod-calibrate; POD_ADAPTER=...).
+eval-pod: native
+	$(PY) tests/eval/eval_pod.py

@@ -1,0 +1,124 @@
+#!/usr/bin/python3
+"""`make eval-pod`: PoD evaluation computed by the C engine (build/edgeinf); Python only prepares inputs and tables.
+
+  kv         KV bytes reported by the engine (`--stats`) for full and pod at 4K / 16K / 64K token capacities (the
+             allocation is what a session of that capacity holds; positions beyond the training context are not
+             evaluated for quality).
+  ppl        validation perplexity at the model's context for full, pod share=scores, pod share=keys (training-free
+             blocks from the calibration adapter), and, when present, the post-trained model; edgeinfinite and
+             edgeinfinite+pod on one long held-out pass.
+  passkey    accuracy (tests/eval/eval_long.py's task) at the model's context for full / pod, and at EVAL_LENGTHS for
+             edgeinfinite / edgeinfinite+pod.
+
+Environment: EVAL_MODEL, POD_ADAPTER (a `pod` adapter from models/pod_calibrate.py), EIPOD_ADAPTER (an
+`edgeinfinite+pod` adapter), EI_ADAPTER, POD_MODEL (post-trained GGUF, optional), EVAL_OUT (docs), EVAL_KEYS,
+EVAL_LENGTHS.
+"""
+import json
+import os
+import random
+import re
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import eval_long as L  # noqa: E402  (prompt builders and the CLI runner)
+
+ROOT = L.ROOT
+
+
+def stats_line(r):
+    return json.loads(r.stderr.strip().splitlines()[-1]) if r.returncode == 0 else None
+
+
+def main():
+    model = os.environ.get("EVAL_MODEL", os.path.join(ROOT, "models", "edgeinf-default-q8_0.gguf"))
+    pod = os.environ.get("POD_ADAPTER", os.path.join(ROOT, "models", "edgeinf-default-pod.gguf"))
+    eipod = os.environ.get("EIPOD_ADAPTER", "")
+    ei = os.environ.get("EI_ADAPTER", os.path.join(ROOT, "models", "edgeinf-default-adapter.gguf"))
+    post = os.environ.get("POD_MODEL", "")
+    out_dir = os.environ.get("EVAL_OUT", os.path.join(ROOT, "docs"))
+    if not os.path.exists(pod):
+        print(f"eval-pod: no pod adapter at {pod} (make pod-calibrate)", file=sys.stderr)
+        return 1
+    info, _ = L.run(["info", "-m", model])
+    ctx = int(re.search(r"ctx_train (\d+)", info.stdout).group(1))
+    res = {"model": model, "pod_adapter": pod, "kv": [], "ppl": [], "passkey": []}
+    variants = [("full", model, []), ("pod scores", model, ["--policy", "pod", "--adapter", pod, "--pod-share", "scores"]),
+                ("pod keys", model, ["--policy", "pod", "--adapter", pod, "--pod-share", "keys"])]
+    if post and os.path.exists(post):
+        variants.append(("pod post-trained", post, ["--policy", "pod", "--adapter", pod]))
+
+    # ------------------------------------------------------------ KV bytes by capacity
+    for cap in (4096, 16384, 65536):
+        for name, m, extra in variants[:3]:
+            r, _ = L.run(["generate", "-m", m, "-p", "x", "-n", "1", "--ctx", str(cap), "--stats", *extra])
+            st = stats_line(r)
+            if st:
+                res["kv"].append({"capacity": cap, "variant": name, "kv_bytes": st["kv_bytes"]})
+                print(f"kv cap={cap} {name}: {st['kv_bytes'] / 1e6:.2f} MB", flush=True)
+
+    # ------------------------------------------------------------ perplexity at the model's context
+    val = os.path.join(ROOT, "models", "work", "corpus", "val.jsonl")
+    if os.path.exists(val):
+        text = "\n\n".join(json.loads(l)["text"] for l in open(val, encoding="utf-8"))
+        with tempfile.TemporaryDirectory() as td:
+            path = os.path.join(td, "val.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            ids = L.run(["tokenize", "-m", model, "--no-bos", "-f", path])[0].stdout.split()
+            n = int(os.environ.get("EVAL_PPL_TOKENS", 32768))
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(L.run(["detokenize", "-m", model, *ids[:n]])[0].stdout[:-1])
+            for name, m, extra in variants:
+                r, dt = L.run(["perplexity", "-m", m, "-f", path, "--ctx", str(ctx), *extra])
+                mm = re.search(r"ppl=([\d.]+) tokens=(\d+)", r.stdout)
+                if mm:
+                    res["ppl"].append({"variant": name, "ppl": float(mm.group(1)), "tokens": int(mm.group(2))})
+                    print(f"ppl {name}: {mm.group(1)}", flush=True)
+                else:
+                    print(f"ppl {name}: failed: {r.stderr.strip()[-300:]}", file=sys.stderr)
+
+    # ------------------------------------------------------------ passkey at the model's context
+    rnd = random.Random(99)
+    ftok = L.n_tokens(model, L.FILLER + " ")
+    with tempfile.TemporaryDirectory() as td:
+        for depth in (0.0, 0.25, 0.5, 0.75, 1.0):
+            for _ in range(int(os.environ.get("EVAL_KEYS", 4))):
+                key = rnd.randrange(10000, 100000)
+                path = os.path.join(td, "p.txt")
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(L.passkey_prompt(model, ctx - 16, depth, key, ftok))
+                for name, m, extra in variants:
+                    r, _ = L.run(["generate", "-m", m, "-f", path, "-n", "8", "--temp", "0", *extra])
+                    got = re.findall(r"\d{5}", r.stdout)
+                    res["passkey"].append({"variant": name, "depth": depth, "hit": bool(got) and got[0] == str(key)})
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "eval-pod.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    full_kv = {r["capacity"]: r["kv_bytes"] for r in res["kv"] if r["variant"] == "full"}
+    full_ppl = next((r["ppl"] for r in res["ppl"] if r["variant"] == "full"), None)
+    lines = ["# PoD evaluation", "", f"`make eval-pod` — model `{os.path.relpath(model, ROOT)}`, blocks from "
+             f"`{os.path.relpath(pod, ROOT)}`; computed by the C engine.", "",
+             "## KV bytes", "", "| capacity | variant | KV MB | saved vs full |", "|---|---|---|---|"]
+    for r in res["kv"]:
+        saved = 1 - r["kv_bytes"] / full_kv[r["capacity"]] if r["capacity"] in full_kv else 0
+        lines.append(f"| {r['capacity']} | {r['variant']} | {r['kv_bytes'] / 1e6:.2f} | {saved * 100:.1f}% |")
+    if res["ppl"]:
+        lines += ["", f"## Validation perplexity (windows of {ctx} tokens)", "", "| variant | ppl | vs full |", "|---|---|---|"]
+        for r in res["ppl"]:
+            rel = (r["ppl"] / full_ppl - 1) * 100 if full_ppl else 0
+            lines.append(f"| {r['variant']} | {r['ppl']:.3f} | {rel:+.2f}% |")
+    if res["passkey"]:
+        lines += ["", f"## Passkey at {ctx - 16} tokens", "", "| variant | accuracy |", "|---|---|"]
+        for name in dict.fromkeys(r["variant"] for r in res["passkey"]):
+            rows = [r for r in res["passkey"] if r["variant"] == name]
+            lines.append(f"| {name} | {sum(r['hit'] for r in rows)}/{len(rows)} |")
+    with open(os.path.join(out_dir, "eval-pod.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {out_dir}/eval-pod.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
