@@ -258,6 +258,22 @@ int ei_session_load(ei_session *s, ei_sampler *smp, const char *path);
 int ei_session_save_to_buffer(const ei_session *s, const ei_sampler *smp, void *buf, size_t cap, size_t *n_out);
 int ei_session_load_from_buffer(ei_session *s, ei_sampler *smp, const void *data, size_t size);
 
+/* ------------------------------------------------------------------ stop strings */
+
+/* Streams generated text and stops at the first occurrence of any stop string, never emitting the stop string or a
+ * prefix of one that may still complete. */
+typedef struct ei_stop ei_stop;
+
+/* Copies the n strings (empty strings are ignored). */
+int ei_stop_create(const char *const *strs, int32_t n, ei_stop **out);
+void ei_stop_free(ei_stop *st);
+/* Feeds text; writes to buf what is now safe to show (NUL-terminated, *n_out bytes) and sets *stopped = 1 once a stop
+ * string appeared (everything from it on is dropped; later pushes emit nothing). BUFFER_TOO_SMALL with *n_out = bytes
+ * needed when cap is short (nothing consumed). */
+int ei_stop_push(ei_stop *st, const char *text, int32_t len, char *buf, int32_t cap, int32_t *n_out, int32_t *stopped);
+/* End of generation: emits the held-back text (it did not become a stop string). */
+int ei_stop_flush(ei_stop *st, char *buf, int32_t cap, int32_t *n_out);
+
 #ifdef __cplusplus
 }
 #endif

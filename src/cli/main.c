@@ -19,6 +19,8 @@ typedef struct opts {
     int n_predict, top_k, seed_set, threads, stats, no_bos, ctx, n_prompt, n_gen, n_sink, window, seg, n_recent,
         pod_share;
     long long memory_budget;
+    const char *stops[16];
+    int n_stops;
     float temp, top_p, min_p, repeat_penalty;
     unsigned long long seed;
     char **rest;
@@ -32,7 +34,7 @@ static int usage(void) {
             "  generate -m MODEL (-p TEXT | -f FILE) [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
             "           [--repeat-penalty R] [--seed S] [--threads N] [--policy P] [--adapter FILE] [--stats]\n"
             "           [--ctx N] [--memory-budget BYTES] [--n-sink N] [--window N] [--seg N] [--n-recent N]\n"
-            "           [--pod-share scores|keys]\n"
+            "           [--pod-share scores|keys] [--stop STR]... (generation ends before STR, which is not printed)\n"
             "           [--save FILE] [--restore FILE]   checkpoint after generating (-n 0: after the prompt) /\n"
             "           continue from one (-p/-f optional, appended; same model, policy, layout and sampling options)\n"
             "           policies: auto (default: the adapter's kind with --adapter, else full), full, streaming,\n"
@@ -102,6 +104,14 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--window")) { NUM(1, 1 << 24) o->window = (int)d; }
         else if (!strcmp(a, "--seg")) { NUM(1, 1 << 20) o->seg = (int)d; }
         else if (!strcmp(a, "--n-recent")) { NUM(1, 1 << 24) o->n_recent = (int)d; }
+        else if (!strcmp(a, "--stop")) {
+            NEEDV()
+            if (o->n_stops == 16) {
+                fprintf(stderr, "edgeinf: at most 16 --stop strings\n");
+                return -1;
+            }
+            o->stops[o->n_stops++] = v;
+        }
         else if (!strcmp(a, "--pod-share")) {
             NEEDV()
             if (strcmp(v, "scores") && strcmp(v, "keys")) {
@@ -261,6 +271,7 @@ static int cmd_generate(const opts *o) {
     char *text = o->restore && !o->prompt && !o->file ? strdup("") : prompt_text(o);
     ei_session *s = NULL;
     ei_sampler *smp = NULL;
+    ei_stop *stop = NULL;
     int32_t n = 0, *ids = NULL;
     int ret = 1;
     if (!text) goto out;
@@ -302,15 +313,20 @@ static int cmd_generate(const opts *o) {
     ei_detok dt;
     ei_detok_init(&dt, tok);
     dt.at_start = 0; /* the prompt came before: keep the generated text's leading space */
-    char piece[256];
-    int32_t np;
+    if ((rc = ei_stop_create(o->stops, o->n_stops, &stop))) {
+        fail("--stop", rc);
+        goto out;
+    }
+    char piece[256], shown[4400];
+    int32_t np, ns, stopped = 0;
     const int32_t eos = ei_tokenizer_eos(tok), nv = ei_model_n_vocab(m);
-    for (int i = 0; i < o->n_predict; i++) {
+    for (int i = 0; i < o->n_predict && !stopped; i++) {
         int32_t t = ei_sampler_sample(smp, ei_session_get_logits(s), nv);
         if (t == eos) break;
         ei_sampler_accept(smp, t);
-        if (ei_detok_push(&dt, t, piece, sizeof piece, &np) == 0 && np) {
-            fwrite(piece, 1, (size_t)np, stdout);
+        if (ei_detok_push(&dt, t, piece, sizeof piece, &np) == 0 && np &&
+            ei_stop_push(stop, piece, np, shown, sizeof shown, &ns, &stopped) == 0 && ns) {
+            fwrite(shown, 1, (size_t)ns, stdout);
             fflush(stdout);
         }
         /* the last token is only run through the model when a checkpoint must hold it */
@@ -320,7 +336,10 @@ static int cmd_generate(const opts *o) {
             goto out;
         }
     }
-    if (ei_detok_flush(&dt, piece, sizeof piece, &np) == 0 && np) fwrite(piece, 1, (size_t)np, stdout);
+    if (!stopped && ei_detok_flush(&dt, piece, sizeof piece, &np) == 0 && np &&
+        ei_stop_push(stop, piece, np, shown, sizeof shown, &ns, &stopped) == 0 && ns)
+        fwrite(shown, 1, (size_t)ns, stdout);
+    if (!stopped && ei_stop_flush(stop, shown, sizeof shown, &ns) == 0 && ns) fwrite(shown, 1, (size_t)ns, stdout);
     fputc('\n', stdout);
     if (o->save) {
         const double t0 = now_ms();
@@ -348,6 +367,7 @@ static int cmd_generate(const opts *o) {
     }
     ret = 0;
 out:
+    ei_stop_free(stop);
     ei_sampler_free(smp);
     ei_session_free(s);
     free(ids);

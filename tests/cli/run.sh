@@ -45,6 +45,13 @@ if [ -n "$s1" ] && [ "$s1" = "$s2" ]; then ok "sampling deterministic for a seed
 $CLI generate -m $M -p "$PROMPT" -n 5 --temp 0 --stats >/dev/null 2>"$T/stats"
 if tail -1 "$T/stats" | $PY -c "import json,sys; d=json.loads(sys.stdin.read()); assert all(k in d for k in ['prefill_tokens','prefill_ms','decode_tokens','decode_ms','kv_bytes','memory_bytes']); assert d['decode_tokens']==4, d" 2>"$T/err"; then ok "generate --stats JSON"; else ko "--stats" "$(cat "$T/stats" "$T/err" | head -c 400)"; fi
 
+# --stop: the text ends right before the first occurrence of the stop string, which is not printed
+full=$($CLI generate -m $M -p "$PROMPT" -n 24 --temp 0 2>/dev/null)
+stop=$($PY -c "import sys; t=sys.argv[1]; print(t[5:8])" "$full")
+want=$($PY -c "import sys; t, s = sys.argv[1], sys.argv[2]; print(t[:t.find(s)])" "$full" "$stop")
+got=$($CLI generate -m $M -p "$PROMPT" -n 24 --temp 0 --stop "$stop" --stop "zzzz-never" 2>&1)
+if [ -n "$stop" ] && [ "$got" = "$want" ]; then ok "--stop ends before the stop string"; else ko "--stop" "stop '$stop': got '$got' want '$want'"; fi
+
 # tokenize / detokenize against the sentencepiece library
 TXT='Hello world,  the  café 🙂 — 12345 tokens!'
 got=$($CLI tokenize -m $M -p "$TXT" 2>&1)
