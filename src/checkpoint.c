@@ -4,7 +4,9 @@
  * directory. Loading validates every byte it will use (CRCs, fingerprints, layout, lengths, counters, token ids) before
  * it touches the session, so a refused file leaves the session and sampler exactly as they were.
  * Window policies write every cache slot (slots not holding a live token as zeros): the size does not depend on how
- * many tokens the session has seen. full writes the first n_past slots: its size grows with the context. */
+ * many tokens the session has seen. full and pod write the first n_past slots: their size grows with the context.
+ * PoD non-anchor layers (docs/pod.md) hold only the sinks' and the recent tokens' keys: their KEYS rows are those keys
+ * in token order, a constant count per layer, independent of the engine's ring size. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -21,9 +23,10 @@
 #define CK_SECTION_HEADER_BYTES 16
 #define CK_CNTR_BYTES 56
 
-/* Section tags, in the order they are written. */
-enum { S_CNTR, S_TOKS, S_KEYS, S_VALS, S_LOGT, S_MEMM, S_MEMZ, S_MSEG, S_CODK, S_CODV, S_SMPL, S_COUNT };
-static const char tag_names[S_COUNT][5] = {"CNTR", "TOKS", "KEYS", "VALS", "LOGT", "MEMM",
+/* Section tags, in the order they are written. PODC (pod policies only) comes first: it is part of the config a
+ * loader checks before the adapter fingerprint (docs/checkpoint.md, "Loading"). */
+enum { S_PODC, S_CNTR, S_TOKS, S_KEYS, S_VALS, S_LOGT, S_MEMM, S_MEMZ, S_MSEG, S_CODK, S_CODV, S_SMPL, S_COUNT };
+static const char tag_names[S_COUNT][5] = {"PODC", "CNTR", "TOKS", "KEYS", "VALS", "LOGT", "MEMM",
                                            "MEMZ", "MSEG", "CODK", "CODV", "SMPL"};
 
 /* ------------------------------------------------------------------ CRC32 (IEEE 802.3, as zlib / PNG) */
@@ -91,6 +94,7 @@ static int host_is_le(void) {
 
 /* Copies n elements of `width` bytes between host order and little-endian (the same operation both ways). */
 static void copy_le(void *dst, const void *src, size_t n, size_t width) {
+    if (n == 0) return; /* an absent (empty) section has no payload pointer: memcpy must not see NULL */
     if (host_is_le()) {
         memcpy(dst, src, n * width);
         return;
@@ -137,16 +141,23 @@ enum { C_POLICY, C_N_SINK, C_WINDOW, C_SEG, C_CAP, C_N_LAYER, C_N_HEAD_KV, C_HEA
 static const char *const config_names[C_COUNT] = {"policy",    "n_sink",    "window",   "seg",     "cache slots (n_ctx)",
                                                   "n_layer",   "n_head_kv", "head_dim", "n_vocab", "adapter rank"};
 
-/* streaming / edgeinfinite (a ring of segments), as opposed to full. */
+/* streaming / edgeinfinite / edgeinfinite+pod (a ring of segments), as opposed to full and pod. */
 static int is_window(const ei_session *s) { return s->n_seg_window > 0; }
-/* Low-rank code width per cached token (edgeinfinite with a rank > 0 adapter), else 0. */
+/* edgeinfinite / edgeinfinite+pod: compressed memory (M, z, segment counts, low-rank codes). */
+static int has_memory(const ei_session *s) {
+    return s->policy == EI_POLICY_EDGEINFINITE || s->policy == EI_POLICY_EDGEINFINITE_POD;
+}
+/* Low-rank code width per cached token (a memory policy with a rank > 0 adapter), else 0. */
 static int32_t rank_of(const ei_session *s) { return s->adapter ? s->adapter->rank : 0; }
+/* 1 if layer l keeps only the sinks' and the recent tokens' keys (a PoD non-anchor layer, docs/pod.md). */
+static int is_ring_layer(const ei_session *s, int l) { return s->pod.cfg && s->pod.cfg->anchor[l] != l; }
 
-/* The session's header layout fields, in file order: what a checkpoint must match to load. */
+/* The session's header layout fields, in file order: what a checkpoint must match to load. pod keeps its n_sink in
+ * the pod state (s->n_sink is a window-policy field); edgeinfinite+pod has the same value in both. */
 static void session_config(const ei_session *s, int32_t cfg[C_COUNT]) {
     const ei_hparams *hp = &s->model->hp;
     cfg[C_POLICY] = s->policy;
-    cfg[C_N_SINK] = s->n_sink;
+    cfg[C_N_SINK] = s->pod.cfg ? s->pod.n_sink : s->n_sink;
     cfg[C_WINDOW] = s->window;
     cfg[C_SEG] = s->seg;
     cfg[C_CAP] = s->kv.cap;
@@ -157,26 +168,59 @@ static void session_config(const ei_session *s, int32_t cfg[C_COUNT]) {
     cfg[C_RANK] = rank_of(s);
 }
 
-/* 16 hex digits identifying the adapter's math (dimensions, rank, eps, every weight): FNV-1a 64 over them in
- * little-endian. All zero bytes when the session has no adapter. */
-static void adapter_fingerprint(const ei_adapter *a, char out[16]) {
-    if (!a) {
+/* PODC payload: u32 n_recent, u32 share, u32 n_blocks, u32 block start layers (n_blocks of them). */
+static uint64_t podc_bytes(int32_t n_blocks) { return 12 + 4 * (uint64_t)n_blocks; }
+
+/* Writes the session's PoD config (the PODC payload) to p. */
+static void put_podc(const ei_session *s, uint8_t *p) {
+    const ei_pod_config *c = s->pod.cfg;
+    put_u32(p, (uint32_t)s->pod.n_recent);
+    put_u32(p + 4, (uint32_t)s->pod.share);
+    put_u32(p + 8, (uint32_t)c->n_blocks);
+    uint8_t *o = p + 12;
+    for (int32_t l = 0; l < s->model->hp.n_layer; l++)
+        if (c->anchor[l] == l) put_u32(o, (uint32_t)l), o += 4;
+}
+
+/* Feeds a u32 (little-endian) into an FNV-1a 64 hash. */
+static uint64_t fnv_u32(uint64_t h, uint32_t v) {
+    for (int k = 0; k < 4; k++) h = (h ^ (uint8_t)(v >> (8 * k))) * 1099511628211ull;
+    return h;
+}
+
+/* 16 hex digits identifying the adapter's part in the session's math: FNV-1a 64, little-endian, over the memory
+ * adapter's dimensions, rank, eps and every weight (memory policies), then for pod policies over the adapter's PoD
+ * keys (n_layer, number of blocks, block starts, its default n_sink, n_recent, share; delta and the similarity are
+ * provenance and not covered). All zero bytes when the session uses no adapter. An edgeinfinite session with an
+ * edgeinfinite+pod adapter ignores the pod keys, so they are not in its fingerprint either. */
+static void adapter_fingerprint(const ei_session *s, char out[16]) {
+    const ei_adapter *a = s->adapter;
+    const ei_pod_config *pc = s->pod.cfg;
+    if (!a && !pc) {
         memset(out, 0, 16);
         return;
     }
     uint64_t h = 1469598103934665603ull;
-    uint8_t b[4];
-    const int32_t dims[6] = {a->n_layer, a->n_head, a->n_head_kv, a->head_dim, a->dim, a->rank};
-    for (int i = 0; i < 7; i++) {
+    if (a) {
+        const int32_t dims[6] = {a->n_layer, a->n_head, a->n_head_kv, a->head_dim, a->dim, a->rank};
+        for (int i = 0; i < 6; i++) h = fnv_u32(h, (uint32_t)dims[i]);
         uint32_t v;
-        if (i < 6) v = (uint32_t)dims[i];
-        else memcpy(&v, &a->eps, sizeof v);
-        put_u32(b, v);
-        for (int k = 0; k < 4; k++) h = (h ^ b[k]) * 1099511628211ull;
+        memcpy(&v, &a->eps, sizeof v);
+        h = fnv_u32(h, v);
+        for (int64_t i = 0; i < a->n_params; i++) {
+            memcpy(&v, a->storage + i, sizeof v);
+            h = fnv_u32(h, v);
+        }
     }
-    for (int64_t i = 0; i < a->n_params; i++) {
-        copy_le(b, a->storage + i, 1, 4);
-        for (int k = 0; k < 4; k++) h = (h ^ b[k]) * 1099511628211ull;
+    if (pc) {
+        const int32_t nl = s->model->hp.n_layer;
+        h = fnv_u32(h, (uint32_t)nl);
+        h = fnv_u32(h, (uint32_t)pc->n_blocks);
+        for (int32_t l = 0; l < nl; l++)
+            if (pc->anchor[l] == l) h = fnv_u32(h, (uint32_t)l);
+        h = fnv_u32(h, (uint32_t)pc->n_sink);
+        h = fnv_u32(h, (uint32_t)pc->n_recent);
+        h = fnv_u32(h, (uint32_t)pc->share);
     }
     char hex[17];
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
@@ -210,17 +254,51 @@ static int64_t live_slots(const ei_session *s, int64_t n_past, uint8_t *mask) {
     return n;
 }
 
+/* Key rows a PoD non-anchor layer contributes to KEYS: the most keys it holds between calls, min(n, n_sink + n_recent
+ * - 1) (docs/pod.md), bounded by the cache (pod with a small n_ctx). Constant, so it does not depend on n_past. */
+static int64_t ring_rows_written(const ei_session *s) {
+    const int64_t r = (int64_t)s->pod.n_sink + s->pod.n_recent - 1;
+    return r < s->kv.cap ? r : s->kv.cap;
+}
+
+/* Position of the token whose key is the i-th (in token order) a PoD non-anchor layer holds after n_past tokens: the
+ * sinks, then the n_recent - 1 latest non-sink positions, the only keys a later query reads from it (distant tokens
+ * are scored on the anchor's keys). -1 when fewer than i + 1 keys are held (the row is written as zeros). */
+static int64_t ring_token(const ei_session *s, int64_t n_past, int64_t i) {
+    const int64_t ns = s->pod.n_sink, sinks = n_past < ns ? n_past : ns;
+    if (i < sinks) return i;
+    const int64_t first = n_past - s->pod.n_recent + 1 > ns ? n_past - s->pod.n_recent + 1 : ns;
+    const int64_t t = first + (i - sinks);
+    return t < n_past ? t : -1;
+}
+
+/* Row of token t's key in a PoD non-anchor layer's ring (attention.c's key_row: sinks at their slot, which is their
+ * position under every policy, then a ring of pod.ring - n_sink rows). */
+static int64_t ring_row(const ei_session *s, int64_t t) {
+    const int64_t ns = s->pod.n_sink;
+    return t < ns ? t : ns + (t - ns) % (s->pod.ring - ns);
+}
+
+/* KEYS rows of layer l: the slots written, or ring_rows_written for a PoD non-anchor layer. */
+static int64_t key_rows_written(const ei_session *s, int l, int64_t slots) {
+    return is_ring_layer(s, l) ? ring_rows_written(s) : slots;
+}
+
 /* Payload bytes of every section for a session holding n_past tokens (0 = section absent); smp_bytes for SMPL. */
 static void section_lengths(const ei_session *s, int64_t n_past, uint64_t smp_bytes, uint64_t len[S_COUNT]) {
     const ei_hparams *hp = &s->model->hp;
     const uint64_t slots = (uint64_t)slots_written(s, n_past), nl = (uint64_t)hp->n_layer;
     const uint64_t hd = (uint64_t)hp->head_dim, nkv = (uint64_t)hp->n_head_kv, rank = (uint64_t)rank_of(s);
     memset(len, 0, sizeof(uint64_t) * S_COUNT);
+    if (s->pod.cfg) len[S_PODC] = podc_bytes(s->pod.cfg->n_blocks);
     len[S_CNTR] = CK_CNTR_BYTES;
     len[S_TOKS] = 4 * slots;
-    len[S_KEYS] = len[S_VALS] = 4 * nl * slots * (uint64_t)s->kv.kv_dim;
+    uint64_t key_rows = 0;
+    for (int32_t l = 0; l < hp->n_layer; l++) key_rows += (uint64_t)key_rows_written(s, l, (int64_t)slots);
+    len[S_KEYS] = 4 * key_rows * (uint64_t)s->kv.kv_dim;
+    len[S_VALS] = 4 * nl * slots * (uint64_t)s->kv.kv_dim;
     len[S_LOGT] = 4 * (uint64_t)hp->n_vocab;
-    if (s->policy == EI_POLICY_EDGEINFINITE) {
+    if (has_memory(s)) {
         len[S_MEMM] = 4 * nl * nkv * hd * hd;
         len[S_MEMZ] = 4 * nl * nkv * hd;
         len[S_MSEG] = 8 * nl;
@@ -231,15 +309,38 @@ static void section_lengths(const ei_session *s, int64_t n_past, uint64_t smp_by
 
 /* ------------------------------------------------------------------ save */
 
-/* Writes n floats per live slot of one per-slot array ((n_layer, cap, width) in the session), zeros for dead slots. */
+/* Writes `width` floats for each of the first `slots` slots of one layer's array at base, zeros for dead slots. */
+static uint8_t *put_slot_rows(const float *base, int32_t width, int64_t slots, const uint8_t *mask, uint8_t *o) {
+    for (int64_t i = 0; i < slots; i++, o += 4 * (size_t)width) {
+        if (mask[i]) copy_le(o, base + (size_t)i * width, (size_t)width, 4);
+        else memset(o, 0, 4 * (size_t)width);
+    }
+    return o;
+}
+
+/* Writes a per-slot array ((n_layer, cap, width) in the session) for every layer. */
 static uint8_t *put_slots(const ei_session *s, const float *src, int32_t width, int64_t slots, const uint8_t *mask,
                           uint8_t *o) {
     for (int32_t l = 0; l < s->model->hp.n_layer; l++)
-        for (int64_t i = 0; i < slots; i++, o += 4 * (size_t)width) {
-            if (mask[i]) copy_le(o, src + ((size_t)l * s->kv.cap + (size_t)i) * width, (size_t)width, 4);
-            else memset(o, 0, 4 * (size_t)width);
-        }
+        o = put_slot_rows(src + (size_t)l * s->kv.cap * width, width, slots, mask, o);
     return o;
+}
+
+/* Writes KEYS: per layer its slots (through k_layer, since PoD layers differ in size), or for a PoD non-anchor layer
+ * the keys it holds in token order, zeros after them. */
+static void put_keys(const ei_session *s, int64_t slots, const uint8_t *mask, uint8_t *o) {
+    const int32_t kv_dim = s->kv.kv_dim;
+    for (int32_t l = 0; l < s->model->hp.n_layer; l++) {
+        if (!is_ring_layer(s, l)) {
+            o = put_slot_rows(s->kv.k_layer[l], kv_dim, slots, mask, o);
+            continue;
+        }
+        for (int64_t i = 0, rows = ring_rows_written(s); i < rows; i++, o += 4 * (size_t)kv_dim) {
+            const int64_t t = ring_token(s, s->n_past, i);
+            if (t >= 0) copy_le(o, s->kv.k_layer[l] + (size_t)ring_row(s, t) * kv_dim, (size_t)kv_dim, 4);
+            else memset(o, 0, 4 * (size_t)kv_dim);
+        }
+    }
 }
 
 /* Serialises into buf (exactly `total` bytes, from checkpoint_size). */
@@ -251,7 +352,7 @@ static int serialise(const ei_session *s, const ei_sampler *smp, uint8_t *buf, c
     if (live_slots(s, n_past, mask) != ei_attn_kv_tokens(s))
         return ei_set_error(EI_ERR_INTERNAL, "checkpoint: %lld live slots, attention holds %lld tokens",
                             (long long)live_slots(s, n_past, mask), (long long)ei_attn_kv_tokens(s));
-    if (s->policy == EI_POLICY_EDGEINFINITE)
+    if (has_memory(s))
         for (int32_t l = 0; l < hp->n_layer; l++)
             if (s->mem.segments[l] != evicted_after(s, n_past))
                 return ei_set_error(EI_ERR_INTERNAL, "checkpoint: layer %d holds %lld segments, expected %lld", l,
@@ -266,7 +367,7 @@ static int serialise(const ei_session *s, const ei_sampler *smp, uint8_t *buf, c
     put_u32(o + 8, CK_HEADER_BYTES);
     put_u32(o + 12, (uint32_t)n_sections);
     memcpy(o + 16, ei_model_fingerprint(s->model), 16);
-    adapter_fingerprint(s->adapter, (char *)o + 32);
+    adapter_fingerprint(s, (char *)o + 32);
     int32_t cfg[C_COUNT];
     session_config(s, cfg);
     for (int i = 0; i < C_COUNT; i++) put_u32(o + 48 + 4 * i, (uint32_t)cfg[i]);
@@ -280,6 +381,7 @@ static int serialise(const ei_session *s, const ei_sampler *smp, uint8_t *buf, c
         memcpy(h, tag_names[t], 4);
         put_u64(h + 4, len[t]);
         switch (t) {
+        case S_PODC: put_podc(s, p); break;
         case S_CNTR:
             put_u64(p, (uint64_t)n_past);
             put_u64(p + 8, (uint64_t)s->stats.tokens);
@@ -293,7 +395,7 @@ static int serialise(const ei_session *s, const ei_sampler *smp, uint8_t *buf, c
         case S_TOKS:
             for (int64_t i = 0; i < slots; i++) put_u32(p + 4 * i, (uint32_t)(mask[i] ? s->slot_ids[i] : -1));
             break;
-        case S_KEYS: put_slots(s, s->kv.k, s->kv.kv_dim, slots, mask, p); break;
+        case S_KEYS: put_keys(s, slots, mask, p); break;
         case S_VALS: put_slots(s, s->kv.v, s->kv.kv_dim, slots, mask, p); break;
         case S_LOGT:
             if (s->has_logits) copy_le(p, s->logits, (size_t)hp->n_vocab, 4);
@@ -327,7 +429,6 @@ static uint64_t checkpoint_size(const ei_session *s, const ei_sampler *smp, uint
 
 int ei_session_save_to_buffer(const ei_session *s, const ei_sampler *smp, void *buf, size_t cap, size_t *n_out) {
     if (!s || !n_out) return ei_set_error(EI_ERR_INVALID_ARG, "ei_session_save_to_buffer: NULL session or n_out");
-    if (s->pod.cfg) return ei_set_error(EI_ERR_UNSUPPORTED, "checkpoints of 'pod' sessions are not implemented yet");
     uint64_t len[S_COUNT];
     const uint64_t total = checkpoint_size(s, smp, len);
     if (total > (uint64_t)SIZE_MAX) return ei_set_error(EI_ERR_NOMEM, "checkpoint of %llu bytes exceeds the address space",
@@ -350,6 +451,58 @@ typedef struct ck_view {
     const uint8_t *p[S_COUNT]; /* payload of each section present, else NULL */
     uint64_t len[S_COUNT];
 } ck_view;
+
+/* Pod policies: the PODC section, which must be the first after the header (its bounds and CRC are checked here, as
+ * part of the config), against the session's n_recent, share and blocks. Called once the header matched, so the
+ * policy and n_layer are the session's. */
+static int check_podc(const ei_session *s, const uint8_t *b, size_t size) {
+    const size_t off = CK_HEADER_BYTES;
+    if (get_u32(b + 12) > 0 && size - off < CK_SECTION_HEADER_BYTES)
+        return ei_set_error(EI_ERR_FORMAT, "checkpoint truncated: %zu bytes, the pod config section starts at %zu", size,
+                            off);
+    if (get_u32(b + 12) == 0 || memcmp(b + off, tag_names[S_PODC], 4))
+        return ei_set_error(EI_ERR_FORMAT, "checkpoint: section 'PODC' (pod config) missing: a '%s' checkpoint starts "
+                                           "with it",
+                            ei_policy_name(s->policy));
+    const uint64_t len = get_u64(b + off + 4);
+    const uint8_t *p = b + off + CK_SECTION_HEADER_BYTES;
+    if (len > size - off - CK_SECTION_HEADER_BYTES)
+        return ei_set_error(EI_ERR_FORMAT, "checkpoint truncated: section 'PODC' has %llu bytes, %zu are left",
+                            (unsigned long long)len, size - off - CK_SECTION_HEADER_BYTES);
+    const uint32_t crc = crc32_of(p, (size_t)len);
+    if (crc != get_u32(b + off + 12))
+        return ei_set_error(EI_ERR_FORMAT, "checkpoint section 'PODC': CRC mismatch (stored %08x, computed %08x)",
+                            get_u32(b + off + 12), crc);
+    const int32_t nl = s->model->hp.n_layer;
+    if (len < 12 || get_u32(p + 8) > (uint32_t)nl || len != podc_bytes((int32_t)get_u32(p + 8)))
+        return ei_set_error(EI_ERR_FORMAT, "checkpoint: section 'PODC' has %llu bytes, not a pod config for %d layers",
+                            (unsigned long long)len, nl);
+    const int32_t n_recent = (int32_t)get_u32(p), share = (int32_t)get_u32(p + 4);
+    if (n_recent != s->pod.n_recent)
+        return ei_set_error(EI_ERR_MISMATCH, "checkpoint config differs: n_recent %d in the file, %d in the session",
+                            n_recent, s->pod.n_recent);
+    if (share != s->pod.share) {
+        const char *fs = share == EI_POD_SHARE_SCORES ? "scores" : share == EI_POD_SHARE_KEYS ? "keys" : "?";
+        return ei_set_error(EI_ERR_MISMATCH, "checkpoint config differs: share '%s' in the file, '%s' in the session", fs,
+                            s->pod.share == EI_POD_SHARE_SCORES ? "scores" : "keys");
+    }
+    /* blocks: the file's start layers against the session's, both written out in the message when they differ */
+    char want[256], got[256];
+    size_t nw = 0, ng = 0;
+    int same = (int32_t)get_u32(p + 8) == s->pod.cfg->n_blocks;
+    want[0] = got[0] = 0;
+    for (int32_t l = 0, i = 0; l < nl; l++)
+        if (s->pod.cfg->anchor[l] == l) {
+            if (nw < sizeof want) nw += (size_t)snprintf(want + nw, sizeof want - nw, "%s%d", nw ? "," : "", l);
+            if (i < (int32_t)get_u32(p + 8) && (int32_t)get_u32(p + 12 + 4 * (size_t)i) != l) same = 0;
+            i++;
+        }
+    if (same) return 0;
+    for (uint32_t i = 0; i < get_u32(p + 8) && ng < sizeof got; i++)
+        ng += (size_t)snprintf(got + ng, sizeof got - ng, "%s%u", ng ? "," : "", get_u32(p + 12 + 4 * (size_t)i));
+    return ei_set_error(EI_ERR_MISMATCH,
+                        "checkpoint config differs: blocks (start layers) %s in the file, %s in the session", got, want);
+}
 
 /* Header checks, in the order that gives the most useful message: magic, version, size, CRC, model, layout, adapter. */
 static int check_header(const ei_session *s, const uint8_t *b, size_t size) {
@@ -391,8 +544,12 @@ static int check_header(const ei_session *s, const uint8_t *b, size_t size) {
         return ei_set_error(EI_ERR_MISMATCH, "checkpoint config differs: %s %d in the file, %d in the session",
                             config_names[i], v, cfg[i]);
     }
+    if (s->pod.cfg) {
+        const int rc = check_podc(s, b, size);
+        if (rc) return rc;
+    }
     char afp[16];
-    adapter_fingerprint(s->adapter, afp);
+    adapter_fingerprint(s, afp);
     if (memcmp(b + 32, afp, 16)) {
         char got[17], want[17];
         for (int i = 0; i < 16; i++) {
@@ -493,6 +650,23 @@ static void get_slots(ei_session *s, float *dst, int32_t width, int64_t slots, c
         copy_le(dst + (size_t)l * s->kv.cap * width, p, (size_t)slots * width, 4);
 }
 
+/* Copies KEYS back (the inverse of put_keys): a PoD non-anchor layer's keys go to their ring rows; its other rows
+ * are never read before they are written again, so they are left as they are. */
+static void get_keys(ei_session *s, int64_t slots, const uint8_t *p) {
+    const int32_t kv_dim = s->kv.kv_dim;
+    for (int32_t l = 0; l < s->model->hp.n_layer; l++) {
+        if (!is_ring_layer(s, l)) {
+            copy_le(s->kv.k_layer[l], p, (size_t)slots * kv_dim, 4);
+            p += 4 * (size_t)slots * kv_dim;
+            continue;
+        }
+        for (int64_t i = 0, rows = ring_rows_written(s); i < rows; i++, p += 4 * (size_t)kv_dim) {
+            const int64_t t = ring_token(s, s->n_past, i);
+            if (t >= 0) copy_le(s->kv.k_layer[l] + (size_t)ring_row(s, t) * kv_dim, p, (size_t)kv_dim, 4);
+        }
+    }
+}
+
 /* Installs validated sections into the session: nothing here can fail. */
 static void apply(ei_session *s, const ck_view *v) {
     const uint8_t *c = v->p[S_CNTR];
@@ -505,10 +679,10 @@ static void apply(ei_session *s, const ck_view *v) {
     s->has_logits = (int)get_u32(c + 48);
     const int64_t slots = slots_written(s, s->n_past);
     copy_le(s->slot_ids, v->p[S_TOKS], (size_t)slots, 4);
-    get_slots(s, s->kv.k, s->kv.kv_dim, slots, v->p[S_KEYS]);
+    get_keys(s, slots, v->p[S_KEYS]);
     get_slots(s, s->kv.v, s->kv.kv_dim, slots, v->p[S_VALS]);
     copy_le(s->logits, v->p[S_LOGT], (size_t)s->model->hp.n_vocab, 4);
-    if (s->policy == EI_POLICY_EDGEINFINITE) {
+    if (has_memory(s)) {
         copy_le(s->mem.M, v->p[S_MEMM], (size_t)(v->len[S_MEMM] / 4), 4);
         copy_le(s->mem.z, v->p[S_MEMZ], (size_t)(v->len[S_MEMZ] / 4), 4);
         copy_le(s->mem.segments, v->p[S_MSEG], (size_t)(v->len[S_MSEG] / 8), 8);
@@ -521,7 +695,6 @@ static void apply(ei_session *s, const ck_view *v) {
 
 int ei_session_load_from_buffer(ei_session *s, ei_sampler *smp, const void *data, size_t size) {
     if (!s || (!data && size)) return ei_set_error(EI_ERR_INVALID_ARG, "ei_session_load_from_buffer: NULL argument");
-    if (s->pod.cfg) return ei_set_error(EI_ERR_UNSUPPORTED, "checkpoints of 'pod' sessions are not implemented yet");
     const uint8_t *b = data;
     int rc = check_header(s, b, size);
     if (rc) return rc;

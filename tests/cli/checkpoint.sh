@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # CLI checkpoint tests (generate --save / --restore, docs/checkpoint.md) on the tiny fixtures: a restored run prints
-# exactly the continuation of an uninterrupted one (greedy and seeded, every policy, prompt appended, chained
-# restores), window-policy files have a constant size, and bad files are refused with a clear error (never a crash:
+# exactly the continuation of an uninterrupted one (greedy and seeded, every policy, pod and edgeinfinite+pod in both
+# share modes, prompt appended, chained restores), window-policy files have a constant size (edgeinfinite+pod too), and bad files are refused with a clear error (never a crash:
 # run it with the ASan CLI) while a previous checkpoint stays intact. Ends with "N passed, N failed".
 set -u
 CLI=${1:-build/edgeinf-asan}
 FX=tests/fixtures/tiny
 M=$FX/tiny-f32.gguf
 AD=tests/fixtures/tiny-ei/tiny-ei-adapter.gguf
+POD=tests/fixtures/tiny-pod
 PY=/usr/bin/python3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 pass=0; fail=0
@@ -38,11 +39,15 @@ declare -A POLICY=(
   [full]="--policy full --ctx 200"
   [streaming]="--policy streaming --n-sink 4 --window 16 --seg 8"
   [edgeinfinite]="--policy edgeinfinite --adapter $AD --n-sink 4 --window 16 --seg 8"
+  [pod-scores]="--policy pod --adapter $POD/tiny-pod-scores.gguf --ctx 200"
+  [pod-keys]="--policy pod --adapter $POD/tiny-pod-keys.gguf --ctx 200"
+  [eipod-scores]="--policy edgeinfinite+pod --adapter $POD/tiny-eipod-scores.gguf"
+  [eipod-keys]="--policy edgeinfinite+pod --adapter $POD/tiny-eipod-keys.gguf"
 )
 SEEDED="--temp 0.9 --top-k 40 --repeat-penalty 1.1 --seed 7"
 
 # 1. save after N1 generated tokens, restore and generate N2 more == one run of N1 + N2 (greedy and seeded)
-for pol in full streaming edgeinfinite; do
+for pol in full streaming edgeinfinite pod-scores pod-keys eipod-scores eipod-keys; do
   for mode in greedy seeded; do
     S="--temp 0"; [ $mode = seeded ] && S=$SEEDED
     name="$pol $mode: save after 15, restore, 45 more == uninterrupted 60"
@@ -66,7 +71,7 @@ if cmp -s "$T/b" "$T/c" && ! cmp -s "$T/u" "$T/d"; then ok "the saved RNG state 
 else ko "rng" "'$(cat "$T/b")' vs '$(cat "$T/c")'"; fi
 
 # 2. -n 0: prefill only, then save; restore generates the whole continuation
-for pol in streaming edgeinfinite; do
+for pol in streaming edgeinfinite pod-keys eipod-scores; do
   name="$pol: -n 0 save, restore 40 == uninterrupted 40"
   if run "$T/u" -p "$P1" -n 40 $SEEDED ${POLICY[$pol]} && run "$T/a" -p "$P1" -n 0 $SEEDED ${POLICY[$pol]} --save "$T/ck0" &&
      run "$T/b" -n 40 $SEEDED ${POLICY[$pol]} --restore "$T/ck0"; then
@@ -101,7 +106,7 @@ else ko "$name" "a run failed"; fi
 $PY -c "
 import random; random.seed(3); w=open('$FX/corpus.txt', encoding='utf-8').read().split()
 open('$T/short.txt','w').write(' '.join(w[:40])); open('$T/long.txt','w').write(' '.join(w[:400]))"
-for pol in streaming edgeinfinite; do
+for pol in streaming edgeinfinite eipod-scores; do
   run "$T/x" -f "$T/short.txt" -n 0 ${POLICY[$pol]} --save "$T/s1" --stats && n1=$(grep -o '"tokens":[0-9]*' "$T/err")
   run "$T/x" -f "$T/long.txt" -n 0 ${POLICY[$pol]} --save "$T/s2" --stats && n2=$(grep -o '"tokens":[0-9]*' "$T/err")
   z1=$(stat -c %s "$T/s1"); z2=$(stat -c %s "$T/s2")
@@ -112,6 +117,11 @@ done
 run "$T/x" -f "$T/short.txt" -n 0 --policy full --ctx 256 --save "$T/f1" && run "$T/x" -p "$P1" -n 0 --policy full --ctx 256 --save "$T/f2"
 z1=$(stat -c %s "$T/f1"); z2=$(stat -c %s "$T/f2")
 if [ "$z1" -gt "$z2" ]; then ok "full: the file grows with the context ($z2 -> $z1 bytes)"; else ko "full grows" "$z2 vs $z1"; fi
+run "$T/x" -f "$T/short.txt" -n 0 --policy pod --adapter $POD/tiny-pod-scores.gguf --ctx 256 --save "$T/p1" &&
+  run "$T/x" -p "$P1" -n 0 --policy pod --adapter $POD/tiny-pod-scores.gguf --ctx 256 --save "$T/p2"
+y1=$(stat -c %s "$T/p1"); y2=$(stat -c %s "$T/p2")
+if [ "$y1" -gt "$y2" ] && [ "$y1" -lt "$z1" ]; then ok "pod: the file grows with the context ($y2 -> $y1 bytes, full $z1)"
+else ko "pod grows" "$y2 vs $y1 (full $z1)"; fi
 
 # 6. bad files: refused with a clear error; the checkpoint that was there stays intact
 S=${POLICY[edgeinfinite]}
@@ -140,6 +150,35 @@ expect_error "other config refused (field named)" "window 16 in the file, 24 in 
   $CLI generate -m $M -n 3 --policy edgeinfinite --adapter $AD --n-sink 4 --window 24 --seg 8 --restore "$T/good"
 expect_error "other policy refused" "policy 'edgeinfinite' in the file, 'streaming'" \
   $CLI generate -m $M -n 3 ${POLICY[streaming]} --restore "$T/good"
+# pod configs: n_recent, share and the layer blocks must match (the blocks come from an adapter written here with
+# every layer anchoring its own block)
+S=${POLICY[pod-scores]}
+run "$T/x" -p "$P1" -n 5 $S --save "$T/podck" || ko "make pod checkpoint" "failed"
+expect_error "pod: other n_recent refused (field named)" "n_recent 16 in the file, 12 in the session" \
+  $CLI generate -m $M -n 3 $S --n-recent 12 --restore "$T/podck"
+expect_error "pod: other share refused (field named)" "share 'scores' in the file, 'keys' in the session" \
+  $CLI generate -m $M -n 3 $S --pod-share keys --restore "$T/podck"
+(cd models && $PY - "../$POD/tiny-pod-scores.gguf" "$T/two-blocks.gguf" <<'PY'
+import sys
+from edgeinf_ref.gguf import GGUFWriter, read_gguf
+g, w = read_gguf(sys.argv[1]), GGUFWriter()
+for key, val in g.metadata.items():
+    vt, et = g.types[key]
+    w.add(key, [0, 1] if key == "edgeinf.pod.block_starts" else val, vt, et)
+w.write(sys.argv[2])
+PY
+) || ko "two-block adapter" "not written"
+expect_error "pod: other blocks refused (field named)" "blocks (start layers) 0 in the file, 0,1 in the session" \
+  $CLI generate -m $M -n 3 --policy pod --adapter "$T/two-blocks.gguf" --ctx 200 --restore "$T/podck"
+S=${POLICY[eipod-keys]}
+run "$T/x" -p "$P1" -n 40 $S --save "$T/eipodck" || ko "make edgeinfinite+pod checkpoint" "failed"
+expect_error "edgeinfinite+pod: other n_recent refused" "n_recent 8 in the file, 4 in the session" \
+  $CLI generate -m $M -n 3 $S --n-recent 4 --restore "$T/eipodck"
+expect_error "edgeinfinite+pod file into an edgeinfinite session refused" \
+  "policy 'edgeinfinite+pod' in the file, 'edgeinfinite'" \
+  $CLI generate -m $M -n 3 --policy edgeinfinite --adapter $POD/tiny-eipod-keys.gguf --restore "$T/eipodck"
+S=${POLICY[edgeinfinite]}
+
 # a save that cannot create its temp file fails and leaves the previous checkpoint as it was
 mkdir "$T/good.tmp"
 expect_error "save with an uncreatable temp file fails" "cannot create checkpoint temp file" \

@@ -1,6 +1,7 @@
 /* test_checkpoint.c — session checkpoints (docs/checkpoint.md): bit-identical round trips, restore-then-continue equal
  * to an uninterrupted run, constant size for window policies, every kind of bad file refused with the session left
- * unchanged, atomic file replacement. Runs on the tiny fixtures (tests/fixtures/tiny, tests/fixtures/tiny-ei).
+ * unchanged, atomic file replacement. Runs on the tiny fixtures (tests/fixtures/tiny, tests/fixtures/tiny-ei, and
+ * tests/fixtures/tiny-pod for pod and edgeinfinite+pod).
  * The file's CRCs and layout are checked against a bitwise CRC32 and a parser written here, independent of
  * src/checkpoint.c. "Unchanged" is checked byte for byte: the session's own checkpoint before and after. */
 #include "edgeinf.h"
@@ -19,9 +20,13 @@
 #define MODEL_F32 "tests/fixtures/tiny/tiny-f32.gguf"
 #define MODEL_Q8 "tests/fixtures/tiny/tiny-q8_0.gguf"
 #define ADAPTER "tests/fixtures/tiny-ei/tiny-ei-adapter.gguf"
+#define POD_DIR "tests/fixtures/tiny-pod/"
 
 static ei_model *g_model, *g_model_q8;
 static ei_adapter *g_adapter;
+/* pod adapters (share scores / keys; both layers in one block, n_sink 4, n_recent 16) and edgeinfinite+pod ones
+ * (tiny-ei's gate and layout 4 + 16 + 8, one block, n_recent 8) */
+static ei_adapter *g_pod_s, *g_pod_k, *g_eipod_s, *g_eipod_k;
 static char g_dir[256];
 
 /* ------------------------------------------------------------------ helpers */
@@ -71,10 +76,11 @@ static int find_section(const sections *sc, const char *tag) {
 typedef struct {
     int policy, n_sink, window, seg, ctx;
     const ei_adapter *adapter;
+    int n_recent, pod_share; /* pod policies: 0 = the adapter's; pod_share 1 = scores, 2 = keys */
 } layout;
 
-static const layout L_FULL = {EI_POLICY_FULL, 0, 0, 0, 200, NULL};
-static const layout L_STREAM = {EI_POLICY_STREAMING, 4, 16, 8, 0, NULL};
+static const layout L_FULL = {EI_POLICY_FULL, 0, 0, 0, 200, NULL, 0, 0};
+static const layout L_STREAM = {EI_POLICY_STREAMING, 4, 16, 8, 0, NULL, 0, 0};
 static layout L_EI; /* edgeinfinite with the fixture adapter (set in main) */
 
 static ei_session *make_session(ei_model *m, const layout *l) {
@@ -85,6 +91,8 @@ static ei_session *make_session(ei_model *m, const layout *l) {
     p.seg = l->seg;
     p.n_ctx = l->ctx;
     p.adapter = l->adapter;
+    p.n_recent = l->n_recent;
+    p.pod_share = l->pod_share;
     ei_session *s = NULL;
     int rc = ei_session_create(m, &p, &s);
     CHECK(rc == 0 && s, "session create: %d %s", rc, ei_last_error());
@@ -734,6 +742,266 @@ static void test_atomic(void) {
     ei_session_free(s);
 }
 
+/* ------------------------------------------------------------------ pod and edgeinfinite+pod */
+
+static layout L_POD_S, L_POD_K, L_EIPOD_S, L_EIPOD_K; /* set in main */
+static const layout *pod_layouts(int i) {
+    return i == 0 ? &L_POD_S : i == 1 ? &L_POD_K : i == 2 ? &L_EIPOD_S : &L_EIPOD_K;
+}
+
+/* A copy of a fixture adapter with every layer anchoring its own block (two blocks instead of one). */
+static ei_adapter *two_block_adapter(const char *path) {
+    ei_adapter *a = NULL;
+    CHECK(ei_adapter_load_from_file(g_model, path, &a) == 0, "load %s: %s", path, ei_last_error());
+    if (!a) return NULL;
+    for (int32_t l = 0; l < a->n_layer; l++) a->pod.anchor[l] = l;
+    a->pod.n_blocks = a->n_layer;
+    return a;
+}
+
+/* Position held in row i of a PoD non-anchor layer's KEYS after n tokens (docs/checkpoint.md: the sinks, then the
+ * n_recent - 1 latest positions, in token order), or -1 for a zero row. Written from the doc, not from checkpoint.c. */
+static int64_t held_position(int n_sink, int n_recent, int64_t n, int64_t i) {
+    const int64_t sinks = n < n_sink ? n : n_sink;
+    if (i < sinks) return i;
+    int64_t first = n - n_recent + 1;
+    if (first < n_sink) first = n_sink;
+    const int64_t t = first + i - sinks;
+    return t < n ? t : -1;
+}
+
+/* The file follows docs/checkpoint.md for pod policies: PODC first (n_recent, share, blocks), header n_sink / slots,
+ * a pod adapter fingerprint. Its contents are checked against a reference session whose state must be the same: the
+ * anchor layer 0 attends like full (pod) or edgeinfinite (edgeinfinite+pod), so layer 1 sees the same input and
+ * computes the same keys and values; the file's layer-1 KEYS rows must be the reference's keys of the held positions,
+ * and TOKS, VALS and layer 0's KEYS the reference's bytes. */
+static void test_pod_format(void) {
+    const int32_t kv_dim = g_pod_s->n_head_kv * g_pod_s->head_dim;
+    for (int li = 0; li < 4; li++) {
+        const layout *l = pod_layouts(li);
+        const int eipod = l->policy == EI_POLICY_EDGEINFINITE_POD;
+        const int n_recent = eipod ? 8 : 16, cap = eipod ? 28 : 200, R = 4 + n_recent - 1;
+        const layout ref_l = eipod ? (layout){EI_POLICY_EDGEINFINITE, 4, 16, 8, 0, l->adapter, 0, 0} : L_FULL;
+        const int counts[] = {3, 10, 19, 20, 45, 70, 101, 150};
+        for (int ci = 0; ci < 8; ci++) {
+            const int n = counts[ci];
+            ei_session *s = make_session(g_model, l), *r = make_session(g_model, &ref_l);
+            feed(s, n, 21);
+            feed(r, n, 21);
+            size_t nb, nr;
+            uint8_t *b = snapshot(s, NULL, &nb), *rb = snapshot(r, NULL, &nr);
+            const char *pn = ei_policy_name(l->policy);
+            CHECK((int)rd32(b + 48) == l->policy && (int)rd32(b + 52) == 4 && (int)rd32(b + 64) == cap,
+                  "%s@%d: header policy %u, n_sink %u, slots %u", pn, n, rd32(b + 48), rd32(b + 52), rd32(b + 64));
+            CHECK(crc_ref(b, 92) == rd32(b + 92), "header CRC");
+            static const uint8_t zero[16];
+            CHECK(memcmp(b + 32, zero, 16) != 0, "%s: adapter fingerprint present", pn);
+            if (eipod) CHECK(memcmp(b + 32, rb + 32, 16) != 0, "edgeinfinite+pod fingerprint covers the pod keys");
+            sections sc, rc;
+            CHECK(parse_sections(b, nb, &sc) == 0 && parse_sections(rb, nr, &rc) == 0, "sections cover the files");
+            for (int i = 0; i < sc.n; i++)
+                CHECK(crc_ref(b + sc.off[i] + 16, sc.len[i]) == rd32(b + sc.off[i] + 12), "CRC of %s", sc.tag[i]);
+            CHECK(sc.n > 0 && !strcmp(sc.tag[0], "PODC") && sc.len[0] == 16, "%s: PODC first, 16 bytes", pn);
+            const uint8_t *pc = b + sc.off[0] + 16;
+            const uint32_t share = l->pod_share == 2 || l->adapter == g_pod_k || l->adapter == g_eipod_k;
+            CHECK(rd32(pc) == (uint32_t)n_recent && rd32(pc + 4) == share && rd32(pc + 8) == 1 && rd32(pc + 12) == 0,
+                  "%s: PODC n_recent %u share %u blocks %u start %u", pn, rd32(pc), rd32(pc + 4), rd32(pc + 8),
+                  rd32(pc + 12));
+            for (int t = 0; t < rc.n; t++)
+                CHECK(find_section(&sc, rc.tag[t]) >= 0, "%s: section %s present", pn, rc.tag[t]);
+            CHECK(sc.n == rc.n + 1, "%s: the reference's sections plus PODC", pn);
+            const int ts = find_section(&sc, "TOKS"), rt = find_section(&rc, "TOKS");
+            const int vs = find_section(&sc, "VALS"), rv = find_section(&rc, "VALS");
+            CHECK(sc.len[ts] == rc.len[rt] && !memcmp(b + sc.off[ts], rb + rc.off[rt], 16 + sc.len[ts]), "%s@%d TOKS", pn,
+                  n);
+            CHECK(sc.len[vs] == rc.len[rv] && !memcmp(b + sc.off[vs], rb + rc.off[rv], 16 + sc.len[vs]), "%s@%d VALS", pn,
+                  n);
+            const int ks = find_section(&sc, "KEYS"), rk = find_section(&rc, "KEYS");
+            const size_t slots = eipod ? (size_t)cap : (size_t)n, row = 4 * (size_t)kv_dim;
+            CHECK(sc.len[ks] == row * (slots + (size_t)R), "%s@%d: KEYS %zu bytes, expected %zu (slots %zu + %d rows)",
+                  pn, n, sc.len[ks], row * (slots + R), slots, R);
+            if (sc.len[ks] != row * (slots + (size_t)R)) goto next;
+            const uint8_t *k = b + sc.off[ks] + 16, *rkp = rb + rc.off[rk] + 16;
+            CHECK(!memcmp(k, rkp, row * slots), "%s@%d: layer 0 (anchor) keys == the reference's", pn, n);
+            int good = 1, held = 0;
+            for (int64_t i = 0; i < R; i++) {
+                const int64_t t = held_position(4, n_recent, n, i);
+                const uint8_t *got = k + row * (slots + (size_t)i);
+                if (t < 0) {
+                    for (size_t j = 0; j < row; j++) good &= got[j] == 0;
+                    continue;
+                }
+                held++;
+                const int64_t slot = !eipod || t < 4 ? t : 4 + (t - 4) % 24;
+                good &= !memcmp(got, rkp + row * (slots + (size_t)slot), row);
+            }
+            CHECK(good && held == (n < R ? n : R), "%s@%d: layer 1 rows = the reference's keys of the %d held positions",
+                  pn, n, held);
+        next:
+            free(b);
+            free(rb);
+            ei_session_free(s);
+            ei_session_free(r);
+        }
+    }
+}
+
+/* Round trips at token counts around the first distant token (pod: 20, edgeinfinite+pod: 12), the wrap of the
+ * non-anchor key ring (pod: 83 rows, edgeinfinite+pod: 19) and the first evictions (edgeinfinite+pod: 28, 36, ...):
+ * bit-identical logits after loading, over further tokens, and byte-identical re-saves. */
+static void test_pod_roundtrip(void) {
+    for (int li = 0; li < 2; li++) {
+        const int counts[] = {0, 1, 3, 4, 5, 18, 19, 20, 21, 22, 40, 63, 64, 65, 82, 83, 84, 85, 120, 150};
+        for (int i = 0; i < 20; i++) roundtrip_at(pod_layouts(li), counts[i], counts[i] <= 150 ? 20 : 2);
+    }
+    for (int li = 2; li < 4; li++)
+        for (int n = 0; n <= 70; n += (n < 6 || (n > 9 && n < 40)) ? 1 : 3) roundtrip_at(pod_layouts(li), n, 3);
+    for (int li = 2; li < 4; li++) roundtrip_at(pod_layouts(li), 300, 20);
+    /* every layer its own block: no ring layer (pod is then full, edgeinfinite+pod edgeinfinite) */
+    ei_adapter *p2 = two_block_adapter(POD_DIR "tiny-pod-scores.gguf"), *e2 = two_block_adapter(POD_DIR "tiny-eipod-keys.gguf");
+    layout l = L_POD_S;
+    l.adapter = p2;
+    roundtrip_at(&l, 70, 20);
+    l = L_EIPOD_K;
+    l.adapter = e2;
+    roundtrip_at(&l, 70, 20);
+    ei_adapter_free(p2);
+    ei_adapter_free(e2);
+}
+
+/* The non-anchor rows written are the ones read: changing one float of the latest held key of layer 1 in the file
+ * (CRC fixed) loads, and the next token's logits differ from the original session's (the test can fail). */
+static void test_pod_rows_matter(void) {
+    for (int li = 0; li < 4; li++) {
+        const layout *l = pod_layouts(li);
+        const int eipod = l->policy == EI_POLICY_EDGEINFINITE_POD, n = 50, R = eipod ? 11 : 19;
+        const size_t slots = eipod ? 28 : n, row = 4 * (size_t)(g_pod_s->n_head_kv * g_pod_s->head_dim);
+        ei_session *a = make_session(g_model, l), *b = make_session(g_model, l), *c = make_session(g_model, l);
+        feed(a, n, 31);
+        size_t nb;
+        uint8_t *buf = snapshot(a, NULL, &nb);
+        sections sc;
+        parse_sections(buf, nb, &sc);
+        const int ks = find_section(&sc, "KEYS");
+        uint8_t *edit = malloc(nb);
+        memcpy(edit, buf, nb);
+        float f;
+        uint8_t *at = edit + sc.off[ks] + 16 + row * (slots + (size_t)R - 1); /* row R-1: the latest token, n - 1 */
+        memcpy(&f, at, 4);
+        f += 0.25f;
+        memcpy(at, &f, 4);
+        fix_crc(edit, &sc, ks);
+        CHECK(ei_session_load_from_buffer(b, NULL, buf, nb) == 0, "load");
+        CHECK(ei_session_load_from_buffer(c, NULL, edit, nb) == 0, "edited load: %s", ei_last_error());
+        int32_t id = 7;
+        ei_session_decode(a, id);
+        ei_session_decode(b, id);
+        ei_session_decode(c, id);
+        CHECK(logits_equal(a, b) && !logits_equal(a, c), "%s %s: the saved layer-1 key of token %d is read",
+              ei_policy_name(l->policy), l->adapter == g_pod_k || l->adapter == g_eipod_k ? "keys" : "scores", n - 1);
+        free(edit);
+        free(buf);
+        ei_session_free(a);
+        ei_session_free(b);
+        ei_session_free(c);
+    }
+}
+
+static void test_pod_continue(void) {
+    for (int li = 0; li < 4; li++) {
+        continue_case(pod_layouts(li), 0);
+        continue_case(pod_layouts(li), 1);
+    }
+}
+
+/* edgeinfinite+pod: constant size; smaller than edgeinfinite's by the non-anchor rows it does not keep (minus PODC).
+ * pod: grows by 4 B of token id + L value rows + B anchor key rows per token (docs/pod.md). */
+static void test_pod_size(void) {
+    const size_t row = 4 * (size_t)(g_pod_s->n_head_kv * g_pod_s->head_dim);
+    for (int li = 2; li < 4; li++) {
+        const layout *l = pod_layouts(li);
+        const size_t a = size_after(l, 100), b = size_after(l, 1000), c = size_after(l, 0), d = size_after(l, 29);
+        CHECK(a == b && a == c && a == d, "edgeinfinite+pod: %zu bytes after 100 tokens, %zu after 1000, %zu after 0, "
+                                          "%zu after 29", a, b, c, d);
+        const layout ei = {EI_POLICY_EDGEINFINITE, 4, 16, 8, 0, l->adapter, 0, 0};
+        const size_t e = size_after(&ei, 100);
+        /* (L - B) = 1 layer keeps n_sink + n_recent - 1 = 11 of the 28 slots' keys; PODC = 16 + 12 + 4 bytes */
+        CHECK(e - a == row * (28 - 11) - 32, "edgeinfinite %zu vs edgeinfinite+pod %zu bytes", e, a);
+    }
+    for (int li = 0; li < 2; li++) {
+        const size_t f1 = size_after(pod_layouts(li), 10), f2 = size_after(pod_layouts(li), 110);
+        const size_t per_token = 4 + row * (2 + 1);
+        CHECK(f2 - f1 == 100 * per_token, "pod: %zu -> %zu bytes for 100 tokens, expected %zu each", f1, f2, per_token);
+        CHECK(size_after(pod_layouts(li), 3) + 7 * per_token == f1, "pod: below n_sink + n_recent too");
+    }
+}
+
+/* The generic battery (truncations, bit flips, header, version, impossible contents, sampler) on pod files. */
+static void test_pod_refusals(void) {
+    for (int li = 0; li < 4; li++) refusals_for(pod_layouts(li));
+}
+
+/* Another block layout, n_recent, share, n_sink, n_ctx, window, policy or adapter: EI_ERR_MISMATCH naming it. */
+static void test_pod_mismatch(void) {
+    ei_adapter *p2 = two_block_adapter(POD_DIR "tiny-pod-scores.gguf"), *e2 = two_block_adapter(POD_DIR "tiny-eipod-scores.gguf");
+    ei_adapter *pdef = NULL, *ew = NULL;
+    CHECK(ei_adapter_load_from_file(g_model, POD_DIR "tiny-pod-scores.gguf", &pdef) == 0, "adapter copy");
+    CHECK(ei_adapter_load_from_file(g_model, POD_DIR "tiny-eipod-scores.gguf", &ew) == 0, "adapter copy");
+    if (!p2 || !e2 || !pdef || !ew) return;
+    pdef->pod.n_recent = 12; /* only the adapter's default differs: the session below asks for 16 */
+    ew->storage[0] += 0.5f;  /* one gate weight differs */
+    struct {
+        const layout *file;
+        layout target;
+        const char *needle, *what;
+    } cases[] = {
+        {&L_POD_S, {EI_POLICY_POD, 4, 0, 0, 200, g_pod_s, 12, 0}, "n_recent 16 in the file, 12 in the session", "pod n_recent"},
+        {&L_POD_S, {EI_POLICY_POD, 4, 0, 0, 200, g_pod_s, 0, 2}, "share 'scores' in the file, 'keys' in the session", "pod share override"},
+        {&L_POD_S, L_POD_K, "share 'scores' in the file, 'keys' in the session", "pod share (other adapter)"},
+        {&L_POD_K, L_POD_S, "share 'keys' in the file, 'scores' in the session", "pod share (keys file)"},
+        {&L_POD_S, {EI_POLICY_POD, 4, 0, 0, 200, p2, 0, 0}, "blocks (start layers) 0 in the file, 0,1 in the session", "pod blocks"},
+        {&L_POD_S, {EI_POLICY_POD, 2, 0, 0, 200, g_pod_s, 0, 0}, "n_sink 4 in the file, 2 in the session", "pod n_sink"},
+        {&L_POD_S, {EI_POLICY_POD, 4, 0, 0, 150, g_pod_s, 0, 0}, "n_ctx", "pod n_ctx"},
+        {&L_POD_S, L_FULL, "policy 'pod' in the file, 'full' in the session", "pod file, full session"},
+        {&L_POD_S, {EI_POLICY_POD, 4, 0, 0, 200, pdef, 16, 0}, "adapter", "pod adapter with other defaults"},
+        {&L_EIPOD_S, {EI_POLICY_EDGEINFINITE_POD, 4, 16, 8, 0, g_eipod_s, 4, 0}, "n_recent 8 in the file, 4 in the session", "eipod n_recent"},
+        {&L_EIPOD_S, L_EIPOD_K, "share 'scores' in the file, 'keys' in the session", "eipod share"},
+        {&L_EIPOD_S, {EI_POLICY_EDGEINFINITE_POD, 4, 16, 8, 0, e2, 0, 0}, "blocks (start layers) 0 in the file, 0,1 in the session", "eipod blocks"},
+        {&L_EIPOD_S, {EI_POLICY_EDGEINFINITE_POD, 4, 24, 8, 0, g_eipod_s, 0, 0}, "window 16 in the file, 24 in the session", "eipod window"},
+        {&L_EIPOD_S, {EI_POLICY_EDGEINFINITE, 4, 16, 8, 0, g_eipod_s, 0, 0}, "policy 'edgeinfinite+pod' in the file, 'edgeinfinite'", "eipod file, edgeinfinite session"},
+        {&L_EIPOD_S, {EI_POLICY_EDGEINFINITE_POD, 4, 16, 8, 0, ew, 0, 0}, "adapter", "eipod other adapter weight"},
+        {&L_EI, L_EIPOD_S, "policy 'edgeinfinite' in the file, 'edgeinfinite+pod'", "edgeinfinite file, eipod session"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ei_session *src = make_session(g_model, cases[i].file);
+        feed(src, 50, 2);
+        size_t n;
+        uint8_t *good = snapshot(src, NULL, &n);
+        target t = make_target(g_model, &cases[i].target);
+        expect_refused(&t, good, n, EI_ERR_MISMATCH, cases[i].needle, NULL, cases[i].what);
+        free_target(&t);
+        free(good);
+        ei_session_free(src);
+    }
+    /* the other way round: a two-block file into the one-block session */
+    layout l2 = L_POD_S;
+    l2.adapter = p2;
+    ei_session *src = make_session(g_model, &l2);
+    feed(src, 50, 2);
+    size_t n;
+    uint8_t *good = snapshot(src, NULL, &n);
+    target t = make_target(g_model, &L_POD_S);
+    expect_refused(&t, good, n, EI_ERR_MISMATCH, "blocks (start layers) 0,1 in the file, 0 in the session", NULL,
+                   "two-block file");
+    free_target(&t);
+    free(good);
+    ei_session_free(src);
+    ei_adapter_free(p2);
+    ei_adapter_free(e2);
+    ei_adapter_free(pdef);
+    ei_adapter_free(ew);
+}
+
 int main(void) {
     ei_model_params mp = ei_model_default_params();
     mp.n_threads = 2;
@@ -743,7 +1011,19 @@ int main(void) {
         printf("0 passed, 1 failed\n");
         return 1;
     }
-    L_EI = (layout){EI_POLICY_EDGEINFINITE, 4, 16, 8, 0, g_adapter};
+    L_EI = (layout){EI_POLICY_EDGEINFINITE, 4, 16, 8, 0, g_adapter, 0, 0};
+    if (ei_adapter_load_from_file(g_model, POD_DIR "tiny-pod-scores.gguf", &g_pod_s) ||
+        ei_adapter_load_from_file(g_model, POD_DIR "tiny-pod-keys.gguf", &g_pod_k) ||
+        ei_adapter_load_from_file(g_model, POD_DIR "tiny-eipod-scores.gguf", &g_eipod_s) ||
+        ei_adapter_load_from_file(g_model, POD_DIR "tiny-eipod-keys.gguf", &g_eipod_k)) {
+        fprintf(stderr, "cannot load the pod fixtures: %s\n", ei_last_error());
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
+    L_POD_S = (layout){EI_POLICY_POD, 4, 0, 0, 200, g_pod_s, 0, 0};
+    L_POD_K = (layout){EI_POLICY_POD, 4, 0, 0, 200, g_pod_k, 0, 0};
+    L_EIPOD_S = (layout){EI_POLICY_EDGEINFINITE_POD, 4, 16, 8, 0, g_eipod_s, 0, 0};
+    L_EIPOD_K = (layout){EI_POLICY_EDGEINFINITE_POD, 4, 16, 8, 0, g_eipod_k, 0, 0};
     const char *td = getenv("TMPDIR");
     snprintf(g_dir, sizeof g_dir, "%s/eick.XXXXXX", td && *td ? td : "/tmp");
     if (!mkdtemp(g_dir)) {
@@ -758,7 +1038,18 @@ int main(void) {
     RUN(test_refusals);
     RUN(test_mismatch);
     RUN(test_atomic);
+    RUN(test_pod_format);
+    RUN(test_pod_roundtrip);
+    RUN(test_pod_rows_matter);
+    RUN(test_pod_continue);
+    RUN(test_pod_size);
+    RUN(test_pod_refusals);
+    RUN(test_pod_mismatch);
     rmdir(g_dir);
+    ei_adapter_free(g_pod_s);
+    ei_adapter_free(g_pod_k);
+    ei_adapter_free(g_eipod_s);
+    ei_adapter_free(g_eipod_k);
     ei_adapter_free(g_adapter);
     ei_model_free(g_model_q8);
     ei_model_free(g_model);
