@@ -15,7 +15,9 @@
 
 #include "edgeinf.h"
 #include "error.h"
+#include "model.h"      /* the model's thread pool, for eiw_model_n_threads */
 #include "shim.h"
+#include "threadpool.h"
 
 /* eiw_gen_step() result when the model produced its end-of-sequence token. */
 #define EIW_DONE_EOS (-1000)
@@ -167,6 +169,26 @@ EIW_EXPORT int32_t eiw_count_tokens(const eiw_model *m, const char *text, int32_
 
 /* ------------------------------------------------------------------ session */
 
+/* A shim session on an engine session made with sp (the model's adapter is given to it). NULL on failure. */
+static eiw_session *session_new(eiw_model *m, ei_session_params *sp) {
+    sp->adapter = m->adapter;
+    eiw_session *ws = calloc(1, sizeof *ws);
+    if (!ws) {
+        fail(EI_ERR_NOMEM);
+        return NULL;
+    }
+    int rc = ei_session_create(m->model, sp, &ws->s);
+    if (rc < 0) {
+        free(ws);
+        fail(rc);
+        return NULL;
+    }
+    ws->m = m;
+    ws->pending = -1;
+    eiw_hist_init(&ws->hist);
+    return ws;
+}
+
 /* Creates a session. policy is a name ("auto", "full", ...); integer params <= 0 (and memory_budget
  * <= 0) keep the engine's defaults. Returns NULL on failure. The model must outlive the session. */
 EIW_EXPORT eiw_session *eiw_session_create(eiw_model *m, const char *policy, int32_t n_ctx, int32_t n_sink,
@@ -185,22 +207,7 @@ EIW_EXPORT eiw_session *eiw_session_create(eiw_model *m, const char *policy, int
     if (seg > 0) sp.seg = seg;
     if (n_threads > 0) sp.n_threads = n_threads;
     if (memory_budget > 0) sp.memory_budget = (int64_t)memory_budget;
-    sp.adapter = m->adapter;
-    eiw_session *ws = calloc(1, sizeof *ws);
-    if (!ws) {
-        fail(EI_ERR_NOMEM);
-        return NULL;
-    }
-    rc = ei_session_create(m->model, &sp, &ws->s);
-    if (rc < 0) {
-        free(ws);
-        fail(rc);
-        return NULL;
-    }
-    ws->m = m;
-    ws->pending = -1;
-    eiw_hist_init(&ws->hist);
-    return ws;
+    return session_new(m, &sp);
 }
 
 /* Frees the session and any generation state. NULL is ignored. */
@@ -430,3 +437,76 @@ EIW_EXPORT int32_t eiw_gen_end(eiw_session *ws) {
 
 /* Text (UTF-8, NUL-terminated) produced by the last eiw_gen_step / eiw_gen_end; borrowed. */
 EIW_EXPORT const char *eiw_gen_text(const eiw_session *ws) { return ws->text; }
+
+/* ------------------------------------------------------------------ raw token feeds (test tools)
+ * The token-level calls of edgeinf.h, for tools that drive the engine by ids (tests/wasm/logits_dump.mjs runs the
+ * parity checkers against the wasm builds). Each keeps the session's token history in step, so prefix reuse and
+ * checkpoints stay coherent, and ends any generation in progress (its pending token and prompt are dropped). */
+
+/* The thread pool's size (the caller + its workers actually started; 1 in the single-thread build). */
+EIW_EXPORT int32_t eiw_model_n_threads(const eiw_model *m) { return ei_threadpool_size(m->model->tp); }
+
+/* eiw_session_create plus the pod options: n_recent (<= 0: the adapter's) and pod_share (0 adapter's, 1 scores,
+ * 2 keys). Returns NULL on failure. */
+EIW_EXPORT eiw_session *eiw_session_create_pod(eiw_model *m, const char *policy, int32_t n_ctx, int32_t n_sink,
+                                               int32_t window, int32_t seg, int32_t n_recent, int32_t pod_share,
+                                               double memory_budget) {
+    g_last_code = 0;
+    ei_session_params sp = ei_session_default_params();
+    int rc = ei_policy_from_name(policy, &sp.policy);
+    if (rc < 0) {
+        fail(rc);
+        return NULL;
+    }
+    if (n_ctx > 0) sp.n_ctx = n_ctx;
+    if (n_sink > 0) sp.n_sink = n_sink;
+    if (window > 0) sp.window = window;
+    if (seg > 0) sp.seg = seg;
+    if (n_recent > 0) sp.n_recent = n_recent;
+    sp.pod_share = pod_share;
+    if (memory_budget > 0) sp.memory_budget = (int64_t)memory_budget;
+    return session_new(m, &sp);
+}
+
+/* Drops what a generation left half done before tokens are fed directly. */
+static void end_generation(eiw_session *ws) {
+    ws->generating = 0;
+    ws->pending = -1;
+    free(ws->todo);
+    ws->todo = NULL;
+    ws->n_todo = ws->i_todo = 0;
+}
+
+/* ei_session_eval: feeds ids[0..n) in one prefill and writes the logits after every one of them to out (n * n_vocab
+ * floats, caller-owned). Returns 0 or a negative error (the session is then unchanged). */
+EIW_EXPORT int32_t eiw_session_eval(eiw_session *ws, const int32_t *ids, int32_t n, float *out) {
+    end_generation(ws);
+    int rc = ei_session_eval(ws->s, ids, n, out);
+    if (rc < 0) return fail(rc);
+    eiw_hist_push(&ws->hist, ids, n);
+    g_last_code = 0;
+    return 0;
+}
+
+/* ei_session_prefill of ids[0..n). Returns 0 or a negative error. */
+EIW_EXPORT int32_t eiw_session_prefill(eiw_session *ws, const int32_t *ids, int32_t n) {
+    end_generation(ws);
+    int rc = ei_session_prefill(ws->s, ids, n);
+    if (rc < 0) return fail(rc);
+    eiw_hist_push(&ws->hist, ids, n);
+    g_last_code = 0;
+    return 0;
+}
+
+/* ei_session_decode of one id. Returns 0 or a negative error. */
+EIW_EXPORT int32_t eiw_session_decode(eiw_session *ws, int32_t id) {
+    end_generation(ws);
+    int rc = ei_session_decode(ws->s, id);
+    if (rc < 0) return fail(rc);
+    eiw_hist_push(&ws->hist, &id, 1);
+    g_last_code = 0;
+    return 0;
+}
+
+/* The next-token logits after the last token fed (n_vocab floats, borrowed until the next feed), or NULL. */
+EIW_EXPORT const float *eiw_session_logits(const eiw_session *ws) { return ei_session_get_logits(ws->s); }

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """C engine vs PyTorch reference on the tiny fixtures (tests/fixtures/tiny, made by models/tools/make_tiny.py).
 
-    check_parity.py TOOL [FIXTURE_DIR [THREADS...]]   TOOL = build/tests/logits_dump (or a wrapper with the same CLI);
+    check_parity.py TOOL [FIXTURE_DIR [THREADS...]]   TOOL = build/tests/logits_dump (or a wrapper with the same CLI,
+                                                     e.g. "node tests/wasm/logits_dump.mjs --build simd-mt");
                                                      every check runs once per thread count (default: 1)
 
 Per model file: logits after every position (prefill + one-token decodes), teacher-forced top-1 agreement, and the
@@ -17,6 +18,7 @@ Prints one line per check and ends with "N passed, N failed".
 """
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -25,7 +27,7 @@ import numpy as np
 
 
 def main():
-    tool = sys.argv[1]
+    tool = shlex.split(sys.argv[1])  # a program, or a command with its own arguments ("node tests/wasm/logits_dump.mjs")
     fdir = sys.argv[2] if len(sys.argv) > 2 else os.path.join("tests", "fixtures", "tiny")
     thread_counts = sys.argv[3:] or ["1"]
     with open(os.path.join(fdir, "manifest.json"), encoding="utf-8") as f:
@@ -49,7 +51,7 @@ def main():
         ref = np.fromfile(os.path.join(fdir, e["logits" + sfx + "_file"]), dtype="<f4").reshape(rows, vocab)
         with tempfile.TemporaryDirectory() as td:
             out = os.path.join(td, "c.f32")
-            r = subprocess.run([tool, *extra, "logits", gguf, out, str(n_prompt), *map(str, seq)],
+            r = subprocess.run([*tool, *extra, "logits", gguf, out, str(n_prompt), *map(str, seq)],
                                capture_output=True, text=True)
             if r.returncode != 0:
                 check(False, f"{fname} logits", f"tool failed: {r.stderr.strip()}")
@@ -69,7 +71,7 @@ def main():
         check(bool((top_c == top_r)[must].all()), f"{fname} t{extra[1]} top1",
               f"teacher-forced top-1 agreement {agree * 100:.1f}% ({int((top_c == top_r).sum())}/{rows}); "
               f"all {int(must.sum())} rows with margin > {2 * tol:.3g} agree")
-        r = subprocess.run([tool, *extra, "greedy", gguf, str(len(greedy_ref)), *map(str, man["prompt_ids"])],
+        r = subprocess.run([*tool, *extra, "greedy", gguf, str(len(greedy_ref)), *map(str, man["prompt_ids"])],
                            capture_output=True, text=True)
         greedy = [int(t) for t in r.stdout.split()] if r.returncode == 0 else []
         same = next((k for k in range(len(greedy_ref)) if k >= len(greedy) or greedy[k] != greedy_ref[k]),

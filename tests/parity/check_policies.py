@@ -4,7 +4,8 @@ tests/fixtures/tiny-ei (streaming, edgeinfinite with its adapter, full as the co
 by models/tools/make_tiny_ei.py) and tests/fixtures/tiny-pod (pod with share=scores and share=keys, edgeinfinite+pod;
 layouts from each run's adapter; made by models/tools/make_tiny_pod.py). POLICIES=pod,... restricts the runs.
 
-    check_policies.py TOOL [FIXTURE_DIR [THREADS...]]     TOOL = build/tests/logits_dump (or anything with its CLI)
+    check_policies.py TOOL [FIXTURE_DIR [THREADS...]]     TOOL = build/tests/logits_dump (or anything with its CLI, e.g.
+                                                          "node tests/wasm/logits_dump.mjs --build simd-mt")
 
 Per run: logits after every position (half prefilled in one call, the rest one token at a time), top-1 on every row
 whose reference margin exceeds twice the tolerance, the greedy continuation (a flip only where the reference was nearly
@@ -15,6 +16,7 @@ activation on a rounding boundary moves one quantum). Ends with "N passed, N fai
 """
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,7 @@ import numpy as np
 
 
 def main():
-    tool = sys.argv[1]
+    tool = shlex.split(sys.argv[1])  # a program, or a command with its own arguments ("node tests/wasm/logits_dump.mjs")
     fdir = sys.argv[2] if len(sys.argv) > 2 else os.path.join("tests", "fixtures", "tiny-ei")
     threads = sys.argv[3:] or ["1"]
     man = json.load(open(os.path.join(fdir, "manifest.json"), encoding="utf-8"))
@@ -53,7 +55,7 @@ def main():
             tol, mean_tol = (0.2, 1e-3) if quant else (1e-4, 1e-5)
             with tempfile.TemporaryDirectory() as td:
                 out = os.path.join(td, "c.f32")
-                r = subprocess.run([tool, *opts, "logits", gguf, out, str(rows // 2), *map(str, seq[:rows])],
+                r = subprocess.run([*tool, *opts, "logits", gguf, out, str(rows // 2), *map(str, seq[:rows])],
                                    capture_output=True, text=True)
                 if r.returncode:
                     check(False, f"{name} t{t} logits", f"tool failed: {r.stderr.strip()}")
@@ -67,7 +69,7 @@ def main():
             must = margins > 2 * tol
             check(bool(agree[must].all()), f"{name} t{t} top1",
                   f"agreement {agree.mean() * 100:.1f}%; all {int(must.sum())} rows with margin > {2 * tol} agree")
-            r = subprocess.run([tool, *opts, "greedy", gguf, str(len(run["greedy"])), *map(str, seq[:rows])],
+            r = subprocess.run([*tool, *opts, "greedy", gguf, str(len(run["greedy"])), *map(str, seq[:rows])],
                                capture_output=True, text=True)
             g = [int(x) for x in r.stdout.split()] if r.returncode == 0 else []
             same = next((k for k in range(len(run["greedy"])) if k >= len(g) or g[k] != run["greedy"][k]),
