@@ -80,6 +80,8 @@ int32_t ei_model_n_vocab(const ei_model *model);
 int32_t ei_model_n_ctx_train(const ei_model *model);
 int32_t ei_model_n_layer(const ei_model *model);
 int64_t ei_model_n_params(const ei_model *model);
+/* Threads of the model's pool (1 without threads). */
+int32_t ei_model_n_threads(const ei_model *model);
 /* Borrowed; lives as long as the model. */
 const ei_tokenizer *ei_model_get_tokenizer(const ei_model *model);
 /* Writes a human-readable summary (metadata + tensor table) into buf. Returns 0, or

@@ -387,6 +387,7 @@ int32_t ei_model_n_vocab(const ei_model *m) { return m->hp.n_vocab; }
 int32_t ei_model_n_ctx_train(const ei_model *m) { return m->hp.n_ctx_train; }
 int32_t ei_model_n_layer(const ei_model *m) { return m->hp.n_layer; }
 int64_t ei_model_n_params(const ei_model *m) { return m->n_params; }
+int32_t ei_model_n_threads(const ei_model *m) { return ei_threadpool_size(m->tp); }
 const ei_tokenizer *ei_model_get_tokenizer(const ei_model *m) { return m->tok; }
 const char *ei_model_fingerprint(const ei_model *m) { return m->fingerprint; }
 

@@ -15,9 +15,7 @@
 
 #include "edgeinf.h"
 #include "error.h"
-#include "model.h"      /* the model's thread pool, for eiw_model_n_threads */
 #include "shim.h"
-#include "threadpool.h"
 
 /* eiw_gen_step() result when the model produced its end-of-sequence token. */
 #define EIW_DONE_EOS (-1000)
@@ -444,7 +442,7 @@ EIW_EXPORT const char *eiw_gen_text(const eiw_session *ws) { return ws->text; }
  * checkpoints stay coherent, and ends any generation in progress (its pending token and prompt are dropped). */
 
 /* The thread pool's size (the caller + its workers actually started; 1 in the single-thread build). */
-EIW_EXPORT int32_t eiw_model_n_threads(const eiw_model *m) { return ei_threadpool_size(m->model->tp); }
+EIW_EXPORT int32_t eiw_model_n_threads(const eiw_model *m) { return ei_model_n_threads(m->model); }
 
 /* eiw_session_create plus the pod options: n_recent (<= 0: the adapter's) and pod_share (0 adapter's, 1 scores,
  * 2 keys). Returns NULL on failure. */
