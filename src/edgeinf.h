@@ -242,7 +242,7 @@ void ei_sampler_reset(ei_sampler *smp);
 
 /* A session's whole state (counters, layout, the KV slots in use, compressed memory, last logits, the ids of the tokens
  * in the cache, and optionally a sampler's RNG + history) as one little-endian file; format in docs/checkpoint.md.
- * streaming/edgeinfinite checkpoints have a constant size; full ones grow with the context (every cached token).
+ * streaming/edgeinfinite/edgeinfinite+pod checkpoints have a constant size; full and pod ones grow with the context.
  * A checkpoint loads only into a session of the same model (fingerprint), policy layout and adapter, and a sampler
  * created with the same params. Loading validates everything first: on any error the session and sampler are
  * unchanged. */
