@@ -20,7 +20,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-demo: wasm $(BUILD)/edgeinf
+demo: deps wasm $(BUILD)/edgeinf
 	@echo "edgeinf demo: http://127.0.0.1:$(DEMO_PORT)/web/demo/  (Ctrl-C stops the server)"
 	$(NODE) scripts/serve.mjs --port $(DEMO_PORT) --page /web/demo/
 
