@@ -36,7 +36,7 @@ sys.path.insert(0, HERE)
 from edgeinf_ref.attention import AttnCall, FullPolicy  # noqa: E402
 from edgeinf_ref.export import load_gguf  # noqa: E402
 from edgeinf_ref.pod import (PodConfig, PodPolicy, check_delta, distant_mask, kv_bytes_held,  # noqa: E402
-                             kv_saving, starts_from_blocks)
+                             kv_saving, proximal_mask, softmax_values, starts_from_blocks)
 
 LN2 = math.log(2.0)
 
@@ -183,9 +183,10 @@ def measured_kv(model, tokens, pol, chunk=64):
 
 
 def perplexity(model, wins, policy, first_distant: int, batch=4):
-    """(perplexity over every predicted token, perplexity over the tokens predicted by queries at positions >=
-    first_distant, i.e. those that have distant tokens) of the windows, batched path."""
-    tot, n, tot_d, n_d = 0.0, 0, 0.0, 0
+    """Over the windows (batched path): (perplexity of every predicted token, perplexity of the tokens predicted by
+    queries at positions >= first_distant — those that have distant tokens —, mean KL(full || policy) of the
+    next-token distributions at those positions, in nats; 0 for policy None = full)."""
+    tot, n, tot_d, n_d, kl = 0.0, 0, 0.0, 0, 0.0
     with torch.no_grad():
         for i in range(0, len(wins), batch):
             x = torch.stack(wins[i:i + batch])
@@ -194,7 +195,55 @@ def perplexity(model, wins, policy, first_distant: int, batch=4):
             nll = nll.view(x.shape[0], -1)
             tot, n = tot + float(nll.sum()), n + nll.numel()
             tot_d, n_d = tot_d + float(nll[:, first_distant:].sum()), n_d + nll[:, first_distant:].numel()
-    return math.exp(tot / n), math.exp(tot_d / max(1, n_d))
+            if policy is not None:
+                lp = torch.log_softmax(lg[:, first_distant:], -1)
+                lf = torch.log_softmax(model(x[:, :-1]).double()[:, first_distant:], -1)
+                kl += float((lf.exp() * (lf - lp)).sum())
+    return math.exp(tot / n), math.exp(tot_d / max(1, n_d)), kl / max(1, n_d)
+
+
+class ProximalOnly(FullPolicy):
+    """Control, not a policy of the engine: attention over the proximal tokens only (distant ones dropped, no position
+    re-indexing) — what is lost when distant tokens are simply forgotten. Batched path only."""
+    name = "proximal-only"
+
+    def __init__(self, n_sink: int, n_recent: int):
+        self.n_sink, self.n_recent = n_sink, n_recent
+
+    def attend(self, call: AttnCall, state=None):
+        if state is not None:
+            raise ValueError("proximal-only: batched path only")
+        pos = call.pos
+        q, k = call.rope.apply(call.q0, pos), call.rope.apply(call.k0, pos)
+        cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
+        s = DistantRecorder.logits(q.to(cdt), k.to(cdt), call.scale)
+        s = s.masked_fill(~proximal_mask(pos, pos, self.n_sink, self.n_recent).to(s.device), float("-inf"))
+        return softmax_values(s, call.v, q.dtype)
+
+
+def passkey_rows(sp, n_rows: int, length: int, n_recent: int, seed: int):
+    """Passkey rows (models/train_adapter.py's standard task) of about `length` tokens with the key line at depths
+    evenly spaced over [0, 1]; each row notes whether the whole key line is distant when the answer is predicted."""
+    from train_adapter import Passkey
+    pk, rng = Passkey(sp), random.Random(seed)
+    rows = []
+    for i in range(n_rows):
+        ids, ans, (ks, ke), depth = pk.row(rng, length, i / max(1, n_rows - 1))
+        rows.append({"ids": ids, "ans": ans, "depth": depth, "distant": ke - 1 <= len(ids) - 1 - n_recent})
+    return rows
+
+
+def passkey_accuracy(model, rows, policy):
+    """Teacher-forced, one row at a time: a hit = every answer token is the argmax (greedy decoding would write the
+    key). Returns (accuracy over all rows, accuracy over the rows whose key is distant)."""
+    hits = []
+    with torch.no_grad():
+        for r in rows:
+            x = torch.tensor([r["ids"] + r["ans"][:-1]])
+            lg = model(x, policy=policy)[0, len(r["ids"]) - 1:]
+            hits.append(bool((lg.argmax(-1) == torch.tensor(r["ans"])).all()))
+    dist = [h for h, r in zip(hits, rows) if r["distant"]]
+    return float(np.mean(hits)), (float(np.mean(dist)) if dist else None)
 
 
 def heat_map(S, blocks, title, path, mass=None):
@@ -242,8 +291,12 @@ def main(argv=None):
     ap.add_argument("--queries", type=int, default=64, help="sampled query positions per window")
     ap.add_argument("--min-distant", type=int, default=32, help="distant tokens a sampled query has at least")
     ap.add_argument("--eval-windows", type=int, default=8, help="other windows for the perplexity check (0 = none)")
+    ap.add_argument("--passkey-rows", type=int, default=0, help="passkey rows for an accuracy check (0 = none)")
+    ap.add_argument("--passkey-len", type=int, default=0, help="passkey row length (default: seq_len - 16)")
     ap.add_argument("--out-dir", default=os.path.join("build", "pod"))
     ap.add_argument("--png", default=os.path.join("docs", "pod-similarity.png"), help="heat map ('' = none)")
+    ap.add_argument("--show-delta", type=float, default=None, help="the δ whose blocks the heat map outlines "
+                                                                      "(default: the first --delta)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -317,12 +370,29 @@ def main(argv=None):
     ppl_cache = {}
     if ev:
         first_distant = args.n_sink + args.n_recent
-        full_ppl, full_ppl_d = perplexity(model, ev, None, first_distant)
+        full_ppl, full_ppl_d, _ = perplexity(model, ev, None, first_distant)
         result["eval"] = {"windows": len(ev), "tokens": len(ev) * (seq_len - 1), "full_ppl": round(full_ppl, 4),
                           "tokens_with_distant": len(ev) * max(0, seq_len - 1 - first_distant),
                           "full_ppl_with_distant": round(full_ppl_d, 4)}
         log(f"full attention: perplexity {full_ppl:.4f} on {len(ev)} evaluation windows ({full_ppl_d:.4f} on the "
             f"tokens predicted at positions >= {first_distant}, which have distant tokens)")
+        ctl_ppl, ctl_ppl_d, ctl_kl = perplexity(model, ev, ProximalOnly(args.n_sink, args.n_recent), first_distant)
+        result["eval"]["proximal_only_ppl"] = round(ctl_ppl, 4)
+        result["eval"]["proximal_only_ppl_with_distant"] = round(ctl_ppl_d, 4)
+        result["eval"]["proximal_only_kl"] = round(ctl_kl, 6)
+        log(f"control, distant tokens dropped: perplexity {ctl_ppl:.4f} ({100 * (ctl_ppl / full_ppl - 1):+.2f}%; "
+            f"{100 * (ctl_ppl_d / full_ppl_d - 1):+.2f}% with distant), KL(full || it) {ctl_kl:.5f} nats")
+    pk_rows = []
+    if args.passkey_rows:
+        pk_len = args.passkey_len or seq_len - 16
+        pk_rows = passkey_rows(sp, args.passkey_rows, pk_len, args.n_recent, args.seed)
+        n_dist = sum(r["distant"] for r in pk_rows)
+        result["passkey"] = {"rows": len(pk_rows), "length": pk_len, "rows_key_distant": n_dist,
+                             "full": passkey_accuracy(model, pk_rows, None),
+                             "proximal_only": passkey_accuracy(model, pk_rows, ProximalOnly(args.n_sink,
+                                                                                           args.n_recent))}
+        log(f"passkey ({len(pk_rows)} rows of ~{pk_len} tokens, {n_dist} with the key distant; accuracy all / key "
+            f"distant): full {result['passkey']['full']}, distant dropped {result['passkey']['proximal_only']}")
     for d in deltas:
         blocks = greedy_blocks(S, d)
         starts = starts_from_blocks(blocks, L)
@@ -345,6 +415,10 @@ def main(argv=None):
             entry["ppl_with_distant"] = {sh: round(v[1], 4) for sh, v in ppl_cache[key].items()}
             entry["ppl_with_distant_increase"] = {sh: round(v[1] / full_ppl_d - 1, 4)
                                                   for sh, v in ppl_cache[key].items()}
+            entry["kl_vs_full"] = {sh: round(v[2], 6) for sh, v in ppl_cache[key].items()}
+        if pk_rows:
+            entry["passkey"] = {sh: passkey_accuracy(model, pk_rows, PodPolicy(blocks, args.n_sink, args.n_recent, sh))
+                                for sh in ("scores", "keys")}
         pc = PodConfig.for_model(cfg, starts, args.n_sink, args.n_recent, args.share, d, S.astype(np.float32))
         apath = os.path.join(args.out_dir, f"pod-delta{d:g}.gguf")
         pc.save_gguf(apath)
@@ -354,8 +428,10 @@ def main(argv=None):
                f"({100 * entry['kv_saved_asymptotic']:.1f}% asymptotically)")
         if ev:
             msg += "; perplexity " + ", ".join(f"{sh} {v[0]:.4f} ({100 * (v[0] / full_ppl - 1):+.2f}%; "
-                                               f"{100 * (v[1] / full_ppl_d - 1):+.2f}% with distant)"
+                                               f"{100 * (v[1] / full_ppl_d - 1):+.2f}% with distant, KL {v[2]:.5f})"
                                                for sh, v in ppl_cache[tuple(starts)].items())
+        if pk_rows:
+            msg += f"; passkey scores {entry['passkey']['scores']}, keys {entry['passkey']['keys']}"
         log(msg)
     result["seconds"] = round(time.time() - t0, 1)
     jpath = os.path.join(args.out_dir, "pod-calib.json")
@@ -363,7 +439,10 @@ def main(argv=None):
         json.dump(result, f, indent=1)
         f.write("\n")
     if args.png:
-        first = result["per_delta"][0]
+        shown = [e for e in result["per_delta"] if args.show_delta is None or abs(e["delta"] - args.show_delta) < 1e-9]
+        if not shown:
+            die(f"--show-delta {args.show_delta} is not one of --delta")
+        first = shown[0]
         heat_map(S_scores, first["blocks"],
                  f"{result['model']}: distant-token attention similarity\n(n_sink {args.n_sink}, n_recent "
                  f"{args.n_recent}, {len(cal)}x{seq_len} tokens; red: blocks at δ={first['delta']:g})",

@@ -742,6 +742,8 @@ class TestCalibrationMath(unittest.TestCase):
             self.assertEqual(res["per_delta"][1]["blocks"], [[0], [1]])
             self.assertEqual(res["per_delta"][1]["kv_saved"], 0.0)
             self.assertLess(abs(res["per_delta"][1]["ppl"]["scores"] / res["eval"]["full_ppl"] - 1), 1e-5)
+            self.assertLess(res["per_delta"][1]["kl_vs_full"]["keys"], 1e-6)
+            self.assertGreater(res["eval"]["proximal_only_kl"], 1e-4)
             pc, _ = load_pod_gguf(res["per_delta"][0]["adapter"])
             self.assertEqual(pc.blocks, res["per_delta"][0]["blocks"])
             self.assertTrue(os.path.getsize(os.path.join(td, "s.png")) > 1000)
