@@ -12,8 +12,8 @@ StreamingLLM), and the normed layer input (EdgeInfinite's gate reads it). `state
 sequence is given at once with nothing cached (training / batched evaluation); otherwise the call is one
 chunk (>= 1 token) of an incremental run and the state is the policy's cache, mirroring the C engine.
 
-Implemented: `full`, `streaming`, `edgeinfinite` (docs/edgeinfinite.md is their exact contract); pod and
-edgeinfinite+pod are added next to them by their owners. All of them go through one softmax function,
+Implemented: `full`, `streaming`, `edgeinfinite` (docs/edgeinfinite.md is their exact contract); `pod` and
+`edgeinfinite+pod` are pod.py's PodPolicy / EdgeInfinitePodPolicy (docs/pod.md). All of them go through one softmax function,
 `attend_groups`, which normalises several score sets (e.g. sink keys and window keys, each seen by a differently
 rotated query) together.
 """
@@ -506,13 +506,13 @@ class EdgeInfinitePolicy(StreamingPolicy):
 
 
 def get_policy(policy):
-    """None or "full" -> FullPolicy(); a policy object is returned as is (StreamingPolicy / EdgeInfinitePolicy
-    take parameters, so they are passed as objects)."""
+    """None or "full" -> FullPolicy(); a policy object is returned as is (StreamingPolicy / EdgeInfinitePolicy,
+    and pod.PodPolicy / pod.EdgeInfinitePodPolicy, take parameters, so they are passed as objects)."""
     if policy is None or policy == "full":
         return FullPolicy()
     if isinstance(policy, str):
         raise ValueError(f"unknown attention policy {policy!r} (by name: full; construct StreamingPolicy / "
-                         f"EdgeInfinitePolicy objects for the others)")
+                         f"EdgeInfinitePolicy / pod.PodPolicy / pod.EdgeInfinitePodPolicy objects for the others)")
     return policy
 
 
