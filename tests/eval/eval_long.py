@@ -80,7 +80,8 @@ def main():
     ctx = int(re.search(r"ctx_train (\d+)", info.stdout).group(1))
     rnd = random.Random(1234)
     filler_tokens = n_tokens(model, FILLER + " ")
-    results = {"model": model, "adapter": adapter if "edgeinfinite" in policies else None, "layout": layout,
+    rel = lambda x: os.path.relpath(x, ROOT)  # noqa: E731  (no machine paths in committed results)
+    results = {"model": rel(model), "adapter": rel(adapter) if "edgeinfinite" in policies else None, "layout": layout,
                "kv_budget_tokens": budget, "passkey": [], "perplexity": [], "cost": []}
 
     # ---------------------------------------------------------------- passkey
@@ -173,7 +174,7 @@ def main():
 
 
 def write_report(res, out_dir):
-    lines = ["# Long-context evaluation", "", f"`make eval-long` — model `{os.path.relpath(res['model'], ROOT)}`, "
+    lines = ["# Long-context evaluation", "", f"`make eval-long` — model `{res['model']}`, "
              f"layout sink {res['layout'][0]} + window {res['layout'][1]} + segment {res['layout'][2]} = "
              f"{res['kv_budget_tokens']} KV tokens for every policy; computed by the C engine.", ""]
     pk = res["passkey"]

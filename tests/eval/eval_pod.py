@@ -43,7 +43,8 @@ def main():
         return 1
     info, _ = L.run(["info", "-m", model])
     ctx = int(re.search(r"ctx_train (\d+)", info.stdout).group(1))
-    res = {"model": model, "pod_adapter": pod, "kv": [], "ppl": [], "passkey": []}
+    res = {"model": os.path.relpath(model, ROOT), "pod_adapter": os.path.relpath(pod, ROOT), "kv": [], "ppl": [],
+           "passkey": []}
     variants = [("full", model, []), ("pod scores", model, ["--policy", "pod", "--adapter", pod, "--pod-share", "scores"]),
                 ("pod keys", model, ["--policy", "pod", "--adapter", pod, "--pod-share", "keys"])]
     if post and os.path.exists(post):
