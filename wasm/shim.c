@@ -188,24 +188,16 @@ static eiw_session *session_new(eiw_model *m, ei_session_params *sp) {
 }
 
 /* Creates a session. policy is a name ("auto", "full", ...); integer params <= 0 (and memory_budget
- * <= 0) keep the engine's defaults. Returns NULL on failure. The model must outlive the session. */
+ * <= 0) keep the engine's defaults (n_threads is unused: the model's pool serves every session). Returns NULL on
+ * failure. The model must outlive the session. */
+EIW_EXPORT eiw_session *eiw_session_create_pod(eiw_model *m, const char *policy, int32_t n_ctx, int32_t n_sink,
+                                               int32_t window, int32_t seg, int32_t n_recent, int32_t pod_share,
+                                               double memory_budget);
 EIW_EXPORT eiw_session *eiw_session_create(eiw_model *m, const char *policy, int32_t n_ctx, int32_t n_sink,
                                            int32_t window, int32_t seg, int32_t n_threads,
                                            double memory_budget) {
-    g_last_code = 0;
-    ei_session_params sp = ei_session_default_params();
-    int rc = ei_policy_from_name(policy, &sp.policy);
-    if (rc < 0) {
-        fail(rc);
-        return NULL;
-    }
-    if (n_ctx > 0) sp.n_ctx = n_ctx;
-    if (n_sink > 0) sp.n_sink = n_sink;
-    if (window > 0) sp.window = window;
-    if (seg > 0) sp.seg = seg;
-    if (n_threads > 0) sp.n_threads = n_threads;
-    if (memory_budget > 0) sp.memory_budget = (int64_t)memory_budget;
-    return session_new(m, &sp);
+    (void)n_threads;
+    return eiw_session_create_pod(m, policy, n_ctx, n_sink, window, seg, 0, 0, memory_budget);
 }
 
 /* Frees the session and any generation state. NULL is ignored. */
