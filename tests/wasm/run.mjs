@@ -90,6 +90,27 @@ for (const policy of ['streaming', 'edgeinfinite']) {
   });
 }
 
+// PoD through the JS API: the adapter's blocks, n_recent and share (docs/pod.md), both pod policies.
+for (const [policy, adapter] of [['pod', 'tests/fixtures/tiny-pod/tiny-pod-keys.gguf'],
+  ['edgeinfinite+pod', 'tests/fixtures/tiny-pod/tiny-eipod-scores.gguf']]) {
+  test(`policy ${policy} (adapter ${adapter.split('/').pop()}): greedy text equals the native CLI, KV below full`, async () => {
+    const e = await Engine.load({ model: TINY, adapter });
+    try {
+      const s = e.createSession({ policy });
+      const r = await s.generate(PROMPT, { maxTokens: 60, temperature: 0 });
+      const st = s.stats();
+      assertEq(st.policy, policy, 'policy in use');
+      const full = e.createSession({ policy: 'full' });
+      await full.generate(PROMPT, { maxTokens: 1, temperature: 0 });
+      const fullBytes = full.stats().kvBytes;
+      if (policy === 'pod') assert(st.kvBytes < fullBytes, `pod KV ${st.kvBytes} < full KV ${fullBytes}`);
+      assertEq(r.text, cliGreedy(TINY, PROMPT, 60, ['--policy', policy, '--adapter', adapter]), `${policy} vs CLI`);
+    } finally {
+      await e.unload();
+    }
+  });
+}
+
 test('an adapter that is not a GGUF fails with FORMAT', async () => {
   await assertRejects(Engine.load({ model: TINY, adapter: new Uint8Array(64) }), 'FORMAT', 'bad adapter');
 });
