@@ -1,5 +1,5 @@
 /* attention.c — the one attention path (docs/edgeinfinite.md is the exact contract). A policy decides
- *   (1) which cache slot a token's K/V occupy (slot_of),
+ *   (1) which cache slot a token's K/V occupy (ei_attn_slot; key_row for PoD rings),
  *   (2) which slot spans each query sees and with which query rotation (spans_for),
  *   (3) what happens to tokens leaving the cache (evict: dropped, or compressed into memory),
  * and the softmax over all visible spans (one softmax, so sink and window scores are normalised together) plus the
@@ -66,7 +66,7 @@ int64_t ei_attn_sink_pos(const ei_session *s, int64_t p) {
     return p - evicted_segments(s, p) * s->seg;
 }
 
-static int32_t slot_of(const ei_session *s, int64_t p) {
+int32_t ei_attn_slot(const ei_session *s, int64_t p) {
     if (!is_window_policy(s) || p < s->n_sink) return (int32_t)p;
     const int64_t j = seg_of(s, p), o = (p - s->n_sink) % s->seg;
     return s->n_sink + (int32_t)(j % (s->n_seg_window + 1)) * s->seg + (int32_t)o;
@@ -80,7 +80,7 @@ static int is_ring_layer(const ei_session *s, int l) { return is_pod(s) && s->po
 /* Key row of token t in layer l: its cache slot, except in a PoD non-anchor layer, which keeps the sinks at their slot
  * and recent keys in a ring (docs/pod.md: a distant key is never read again). */
 static int32_t key_row(const ei_session *s, int l, int64_t t) {
-    if (!is_ring_layer(s, l) || t < s->pod.n_sink) return slot_of(s, t);
+    if (!is_ring_layer(s, l) || t < s->pod.n_sink) return ei_attn_slot(s, t);
     return s->pod.n_sink + (int32_t)((t - s->pod.n_sink) % (s->pod.ring - s->pod.n_sink));
 }
 
@@ -111,7 +111,7 @@ static int push_range(const ei_session *s, int kl, ei_span *spans, int n, const 
                       const float *vb, int64_t t0, int64_t t1) {
     const int32_t kv_dim = s->kv.kv_dim;
     while (t0 <= t1) {
-        const int32_t krow = key_row(s, kl, t0), vrow = slot_of(s, t0);
+        const int32_t krow = key_row(s, kl, t0), vrow = ei_attn_slot(s, t0);
         int64_t run = t1 - t0 + 1;
         if (is_window_policy(s) && t0 >= s->n_sink) {
             const int64_t left = s->seg - (t0 - s->n_sink) % s->seg; /* segments sit in a ring of slots */
@@ -191,7 +191,7 @@ static void compress_segment(ei_session *s, int l, int64_t e) {
         float *z = s->mem.z + ((size_t)l * hp->n_head_kv + g) * hd;
         for (int32_t t = 0; t < seg; t++) {
             const int64_t p = s->n_sink + e * seg + t;
-            const int32_t slot = slot_of(s, p);
+            const int32_t slot = ei_attn_slot(s, p);
             /* a PoD non-anchor layer no longer holds evicted keys: its memory keys start from its anchor's k⁰ */
             const int kl = is_ring_layer(s, l) ? s->pod.cfg->anchor[l] : l;
             const float *kr = s->kv.k_layer[kl] + (size_t)slot * kv_dim + (size_t)g * hd;
@@ -199,7 +199,7 @@ static void compress_segment(ei_session *s, int l, int64_t e) {
             memcpy(kt, kr, sizeof(float) * hd);
             memcpy(vt, vr, sizeof(float) * hd);
             for (int32_t i = 0; i < rd / 2; i++) { /* inverse RoPE at p (angles in double) */
-                const double a = (double)p * pow((double)hp->rope_base, -2.0 * i / rd);
+                const double a = (double)p * s->rope_freq[i];
                 const float co = (float)cos(a), si = (float)sin(a), x0 = kt[2 * i], x1 = kt[2 * i + 1];
                 kt[2 * i] = x0 * co + x1 * si;
                 kt[2 * i + 1] = -x0 * si + x1 * co;
@@ -351,7 +351,7 @@ void ei_attn_evict(ei_session *s, int64_t p) {
 }
 
 void ei_attn_layer(ei_session *s, int l, const float *xn, const float *q, const float *k, const float *q0,
-                   const float *k0, const float *v, int32_t n, int64_t pos0, float *out) {
+                   const float *v, int32_t n, int64_t pos0, float *out) {
     const ei_hparams *hp = &s->model->hp;
     const int32_t kv_dim = s->kv.kv_dim, dim = hp->dim;
     const size_t layer_off = (size_t)l * s->kv.cap * kv_dim;
@@ -359,9 +359,8 @@ void ei_attn_layer(ei_session *s, int l, const float *xn, const float *q, const 
         memcpy(s->pod.q_anchor, q, sizeof(float) * (size_t)n * hp->n_head * hp->head_dim);
     const int32_t rank = s->adapter && has_memory(s) ? s->adapter->rank : 0;
     const ei_adapter_layer *AL = rank ? &s->adapter->layers[l] : NULL;
-    (void)k0;
     for (int32_t i = 0; i < n; i++) {
-        const int32_t slot = slot_of(s, pos0 + i);
+        const int32_t slot = ei_attn_slot(s, pos0 + i);
         memcpy(s->kv.k_layer[l] + (size_t)key_row(s, l, pos0 + i) * kv_dim, k + (size_t)i * kv_dim,
                sizeof(float) * kv_dim);
         memcpy(s->kv.v + layer_off + (size_t)slot * kv_dim, v + (size_t)i * kv_dim, sizeof(float) * kv_dim);

@@ -250,7 +250,7 @@ static int64_t live_slots(const ei_session *s, int64_t n_past, uint8_t *mask) {
     const int64_t n_sink = n_past < s->n_sink ? n_past : s->n_sink;
     for (int64_t p = 0; p < n_sink; p++, n++) mask[p] = 1;
     for (int64_t p = s->n_sink + evicted_after(s, n_past) * s->seg; p < n_past; p++, n++)
-        mask[ei_session_slot(s, p)] = 1;
+        mask[ei_attn_slot(s, p)] = 1;
     return n;
 }
 

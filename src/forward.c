@@ -22,13 +22,12 @@ static void rmsnorm(float *out, const float *x, const float *w, int32_t dim, int
     }
 }
 
-/* cos/sin table for positions pos0..pos0+n-1. Angles are computed in double: at position 1e6 an fp32 product is off
- * by ~0.06 rad. */
-static void rope_table(float *cs, int64_t pos0, int32_t n, int32_t rope_dim, float base) {
+/* cos/sin table for positions pos0..pos0+n-1 from the session's frequencies. Angles are computed in double: at
+ * position 1e6 an fp32 product is off by ~0.06 rad. */
+static void rope_table(float *cs, int64_t pos0, int32_t n, int32_t rope_dim, const double *freq) {
     for (int32_t r = 0; r < n; r++)
         for (int32_t i = 0; i < rope_dim / 2; i++) {
-            double freq = pow((double)base, -2.0 * i / rope_dim);
-            double a = (double)(pos0 + r) * freq;
+            double a = (double)(pos0 + r) * freq[i];
             cs[(size_t)r * rope_dim + 2 * i] = (float)cos(a);
             cs[(size_t)r * rope_dim + 2 * i + 1] = (float)sin(a);
         }
@@ -57,7 +56,7 @@ static void matmul(ei_session *s, const ei_weight *w, const float *x, int32_t n,
 int ei_forward_chunk(ei_session *s, const int32_t *ids, int32_t n, float *all_logits) {
     const ei_model *m = s->model;
     const ei_hparams *hp = &m->hp;
-    const int32_t dim = hp->dim, hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, q_dim = hp->n_head * hd;
+    const int32_t dim = hp->dim, hd = hp->head_dim, q_dim = hp->n_head * hd;
     const int64_t pos0 = s->n_past;
     if (n <= 0 || n > EI_CHUNK || ei_attn_max_run(s, pos0, n) != n)
         return ei_set_error(EI_ERR_INTERNAL, "forward: chunk of %d tokens at %lld", n, (long long)pos0);
@@ -67,11 +66,11 @@ int ei_forward_chunk(ei_session *s, const int32_t *ids, int32_t n, float *all_lo
     for (int32_t i = 0; i < n; i++)
         ei_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)ids[i] * emb_row,
                           s->x + (size_t)i * dim, dim);
-    rope_table(s->rope_cs, pos0, n, hp->rope_dim, hp->rope_base);
+    rope_table(s->rope_cs, pos0, n, hp->rope_dim, s->rope_freq);
     /* Cache-slot rotation for sink keys (window policies); equals the above until something is evicted. */
     for (int32_t i = 0; i < n && s->n_seg_window > 0; i++)
         rope_table(s->rope_cs_sink + (size_t)i * hp->rope_dim, ei_attn_sink_pos(s, pos0 + i), 1, hp->rope_dim,
-                   hp->rope_base);
+                   s->rope_freq);
 
     for (int l = 0; l < hp->n_layer; l++) {
         const ei_layer *L = &m->layers[l];
@@ -80,10 +79,9 @@ int ei_forward_chunk(ei_session *s, const int32_t *ids, int32_t n, float *all_lo
         matmul(s, &L->wk, s->xn, n, s->k);
         matmul(s, &L->wv, s->xn, n, s->v);
         memcpy(s->q0, s->q, sizeof(float) * (size_t)n * q_dim);
-        memcpy(s->k0, s->k, sizeof(float) * (size_t)n * kv_dim);
         rope_apply(s->q, s->rope_cs, n, hp->n_head, hd, hp->rope_dim);
         rope_apply(s->k, s->rope_cs, n, hp->n_head_kv, hd, hp->rope_dim);
-        ei_attn_layer(s, l, s->xn, s->q, s->k, s->q0, s->k0, s->v, n, pos0, s->att);
+        ei_attn_layer(s, l, s->xn, s->q, s->k, s->q0, s->v, n, pos0, s->att);
         matmul(s, &L->wo, s->att, n, s->xn);
         for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xn[i];
 

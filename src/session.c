@@ -1,6 +1,7 @@
 /* session.c — the session API: creation (KV cache + scratch sized once), step-wise prefill/decode, stats. */
 #include "session.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -206,7 +207,9 @@ int ei_session_create(ei_model *m, const ei_session_params *params, ei_session *
     s->rope_cs = malloc(sizeof(float) * C * hp->rope_dim);
     s->rope_cs_sink = malloc(sizeof(float) * C * hp->rope_dim);
     s->q0 = malloc(sizeof(float) * C * q_dim);
-    s->k0 = malloc(sizeof(float) * C * s->kv.kv_dim);
+    s->rope_freq = malloc(sizeof(double) * (size_t)(hp->rope_dim / 2));
+    for (int32_t i = 0; s->rope_freq && i < hp->rope_dim / 2; i++)
+        s->rope_freq[i] = pow((double)hp->rope_base, -2.0 * i / hp->rope_dim);
     s->slot_ids = malloc(sizeof(int32_t) * (size_t)s->kv.cap);
     const int32_t rank = s->adapter ? s->adapter->rank : 0;
     s->task_scratch_floats = ei_attn_task_scratch_floats(m, s->kv.cap, rank);
@@ -226,7 +229,7 @@ int ei_session_create(ei_model *m, const ei_session_params *params, ei_session *
     }
     if (!s->kv.k || !s->kv.k_layer || (s->pod.share == EI_POD_SHARE_SCORES && s->pod.cfg && !s->pod.q_anchor) ||
         !s->kv.v || !s->logits || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->ffn_a ||
-        !s->ffn_b || !s->mm_scratch || !s->rope_cs || !s->rope_cs_sink || !s->q0 || !s->k0 || !s->task_scratch ||
+        !s->ffn_b || !s->mm_scratch || !s->rope_cs || !s->rope_cs_sink || !s->q0 || !s->rope_freq || !s->task_scratch ||
         !s->slot_ids || !mem_ok) {
         size_t kvb = 2 * sizeof(float) * kv_floats;
         ei_session_free(s);
@@ -257,7 +260,7 @@ void ei_session_free(ei_session *s) {
     free(s->rope_cs);
     free(s->rope_cs_sink);
     free(s->q0);
-    free(s->k0);
+    free(s->rope_freq);
     free(s->slot_ids);
     free(s->task_scratch);
     free(s->mem.M);
@@ -286,11 +289,6 @@ void ei_session_reset(ei_session *s) {
 
 /* ------------------------------------------------------------------ prefill / decode */
 
-int32_t ei_session_slot(const ei_session *s, int64_t p) {
-    if (s->n_seg_window == 0 || p < s->n_sink) return (int32_t)p;
-    return s->n_sink + (int32_t)((p - s->n_sink) % (s->kv.cap - s->n_sink));
-}
-
 static int run_tokens(ei_session *s, const int32_t *ids, int32_t n, float *all_logits, int is_decode) {
     if (!s || (!ids && n > 0)) return ei_set_error(EI_ERR_INVALID_ARG, "NULL session or ids");
     if (n <= 0) return ei_set_error(EI_ERR_INVALID_ARG, "no tokens to evaluate (n = %d)", n);
@@ -306,7 +304,7 @@ static int run_tokens(ei_session *s, const int32_t *ids, int32_t n, float *all_l
         const int64_t p0 = s->n_past;
         rc = ei_forward_chunk(s, ids + off, c, all_logits ? all_logits + (size_t)off * nv : NULL);
         if (rc) return rc;
-        for (int32_t i = 0; i < c; i++) s->slot_ids[ei_session_slot(s, p0 + i)] = ids[off + i];
+        for (int32_t i = 0; i < c; i++) s->slot_ids[ei_attn_slot(s, p0 + i)] = ids[off + i];
     }
     const double dt = now_ms() - t0;
     s->stats.tokens += n;
@@ -346,5 +344,4 @@ void ei_session_get_stats(const ei_session *s, ei_session_stats *out) {
     out->n_sink = s->n_sink;
     out->window = s->window;
     out->seg = s->seg;
-    (void)hp;
 }

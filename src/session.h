@@ -53,12 +53,13 @@ struct ei_session {
     ei_memory mem;
     ei_pod_state pod;
     int64_t n_past;       /* tokens processed */
-    int32_t *slot_ids;    /* (kv.cap) token id held in each cache slot (ei_session_slot); read by checkpoints */
+    int32_t *slot_ids;    /* (kv.cap) token id held in each cache slot (ei_attn_slot); read by checkpoints */
     float *logits;        /* (n_vocab) */
     int has_logits;
     /* scratch for one chunk of EI_CHUNK tokens */
     float *x, *xn, *q, *k, *v, *att, *ffn_a, *ffn_b;
-    float *q0, *k0;       /* pre-RoPE q, k of the chunk (memory is position-free) */
+    float *q0;            /* pre-RoPE q of the chunk (the memory read is position-free) */
+    double *rope_freq;    /* (rope_dim/2) base^(-2i/rope_dim), computed once */
     float *rope_cs_sink;  /* (EI_CHUNK, rope_dim) cos, sin at each token's cache slot (for sink keys) */
     float *task_scratch;  /* (n_threads, task_scratch_floats) per-thread scratch of the attention tasks */
     int32_t task_scratch_floats;
@@ -71,7 +72,7 @@ struct ei_session {
 /* session.c — cache slot of the token at absolute position p (a token in the cache or arriving): p itself for full,
  * the sink slot or the ring slot for window policies. Must agree with attention.c's slot_of (the ring has
  * cap - n_sink = window + seg slots, so both formulas coincide). */
-int32_t ei_session_slot(const ei_session *s, int64_t p);
+int32_t ei_attn_slot(const ei_session *s, int64_t p);
 
 /* attention.c — the one attention path, parameterised by the session's policy. */
 /* Checks that n more tokens fit the policy's budget (EI_ERR_CONTEXT_FULL otherwise). */
@@ -79,10 +80,10 @@ int ei_attn_reserve(ei_session *s, int32_t n);
 /* Cache slots the policy needs for a session (from its params). */
 int32_t ei_attn_cache_slots(const ei_model *m, const ei_session_params *p);
 /* Runs attention for layer `l` on n new tokens at positions pos0.. (a run from ei_attn_max_run, after ei_attn_evict):
- * q, k are RoPE'd at absolute positions, q0, k0 the same before RoPE, v the values, xn the layer's normed input
+ * q, k are RoPE'd at absolute positions, q0 is q before RoPE, v the values, xn the layer's normed input
  * (n, dim). Stores the new k, v and writes out (n, n_head*head_dim). */
 void ei_attn_layer(ei_session *s, int l, const float *xn, const float *q, const float *k, const float *q0,
-                   const float *k0, const float *v, int32_t n, int64_t pos0, float *out);
+                   const float *v, int32_t n, int64_t pos0, float *out);
 /* Before a chunk starting at absolute position p: evicts (compresses, for memory policies) the segment leaving the
  * cache, in every layer, before any layer overwrites its slots. */
 void ei_attn_evict(ei_session *s, int64_t p);
