@@ -95,5 +95,10 @@ expect_error "prompt over budget" "context full" $CLI generate -m $M -f "$T/ppl.
 expect_error "out-of-range token id" "out of range" $CLI detokenize -m $M 1 999999
 expect_error "no prompt" "prompt is required" $CLI generate -m $M
 expect_error "unknown command" "unknown command" $CLI frobnicate
+expect_error "pod without an adapter" "needs an adapter with measured layer blocks" $CLI generate -m $M -p hi --policy pod
+expect_error "bad --pod-share" "expects 'scores' or 'keys'" $CLI generate -m $M -p hi --pod-share values
+expect_error "edgeinfinite without an adapter" "needs an adapter" $CLI generate -m $M -p hi --policy edgeinfinite
+expect_error "model file as adapter" "not an edgeinf adapter" $CLI generate -m $M -p hi --adapter $M
+expect_error "memory budget too small" "too small" $CLI generate -m $M -p hi --policy streaming --memory-budget 1000
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]
