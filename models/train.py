@@ -19,7 +19,9 @@ budget when --time-budget is given (so training ends on time whatever the throug
   /usr/bin/python3 models/train.py --bench 60 --size cpu-s     # measure tokens/s of a config
 """
 import argparse
+import copy
 import csv
+import hashlib
 import json
 import math
 import os
@@ -45,7 +47,8 @@ SIZES = {
     "cpu":   dict(dim=128, n_layers=6, n_heads=4, n_kv_heads=2, ffn_dim=352),
     "cpu-m": dict(dim=192, n_layers=4, n_heads=6, n_kv_heads=2, ffn_dim=512),
     "cpu-l": dict(dim=256, n_layers=6, n_heads=8, n_kv_heads=2, ffn_dim=704),
-    "gpu":   dict(dim=512, n_layers=8, n_heads=8, n_kv_heads=2, ffn_dim=1376),
+    # head_dim 64: the EdgeInfinite memory per KV head is head_dim x head_dim, so wider heads hold more
+    "gpu":   dict(dim=256, n_layers=8, n_heads=4, n_kv_heads=2, ffn_dim=704),
 }
 
 PASSKEY_INTRO = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
@@ -74,7 +77,12 @@ def load_split(corpus, split):
 def tokenize_split(sp, corpus, split, cache_dir):
     """Token stream of a split: each document as BOS + its tokens, concatenated (uint16, cached)."""
     src = os.path.join(corpus, f"{split}.jsonl")
-    key = f"{split}-{os.path.getsize(src)}-{int(os.path.getmtime(src))}-{sp.vocab_size()}-{sp.serialized_model_proto().__hash__() & 0xffffffff:x}"
+    # content hashes (not mtimes, not Python's salted hash()) so the cache survives copies between machines
+    h = hashlib.sha1()
+    with open(src, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    key = f"{split}-{h.hexdigest()[:12]}-{sp.vocab_size()}-{hashlib.sha1(sp.serialized_model_proto()).hexdigest()[:8]}"
     cache = os.path.join(cache_dir, f"tokens-{key}.npy")
     if os.path.exists(cache):
         return np.load(cache)
@@ -264,6 +272,8 @@ def main():
     ap.add_argument("--eval-every", type=float, default=5, help="minutes (time budget) or steps/… between evals")
     ap.add_argument("--eval-rows", type=int, default=16, help="validation rows per periodic eval")
     ap.add_argument("--final-eval-rows", type=int, default=0, help="0 = whole split")
+    ap.add_argument("--no-keep-best", dest="keep_best", action="store_false",
+                    help="keep the last weights instead of those of the best periodic validation loss")
     ap.add_argument("--ckpt", default=os.path.join(WORK, "ckpt.pt"))
     ap.add_argument("--ckpt-minutes", type=float, default=5)
     ap.add_argument("--resume", action="store_true")
@@ -363,6 +373,7 @@ def main():
             logw.writerow(["step", "tokens", "train_minutes", "lr", "train_loss", "val_loss"])
     last_ckpt = time.time()
     last_eval_t = state["train_seconds"]
+    best_weights = None   # weights at the best periodic validation loss (this process only)
     last_print = time.time()
     bench_t0 = None
     bench_tok0 = 0
@@ -411,7 +422,12 @@ def main():
             if since >= every:
                 vl, _ = evaluate(model, val_stream, args.seq_len, args.eval_rows, device, autocast)
                 last_eval_t = state["train_seconds"]
-                print(f"[train] eval step {state['step']}: val loss {vl:.4f} (ppl {math.exp(vl):.1f})", flush=True)
+                is_best = state["best_val"] is None or vl < state["best_val"]
+                if is_best:
+                    state["best_val"], state["best_step"] = vl, state["step"]
+                    best_weights = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                print(f"[train] eval step {state['step']}: val loss {vl:.4f} (ppl {math.exp(vl):.1f})"
+                      f"{' *best*' if is_best else ''}", flush=True)
                 logw.writerow([state["step"], state["tokens"], f"{state['train_seconds'] / 60:.3f}", f"{lr:.3e}", "",
                                f"{vl:.4f}"])
                 logf.flush()
@@ -432,6 +448,14 @@ def main():
                           "device": hardware(device)}), flush=True)
         return
 
+    if args.keep_best and best_weights is not None:
+        # Small corpus, many epochs: the last step can be past the best point; validation picks the weights.
+        vl_last, _ = evaluate(model, val_stream, args.seq_len, args.eval_rows, device, autocast)
+        if vl_last > state["best_val"]:
+            model.load_state_dict(best_weights)
+            print(f"[train] kept the weights of step {state['best_step']} (periodic val loss {state['best_val']:.4f}; "
+                  f"last step {vl_last:.4f})", flush=True)
+            state["kept_step"] = state["best_step"]
     save_ckpt(args.ckpt, model, opt, cfg, state, args, args.tokenizer)
     print(f"[train] training done: {state['step']} steps, {state['tokens']:,d} tokens, "
           f"{state['train_seconds'] / 60:.1f} min; final evaluation…", flush=True)
@@ -457,7 +481,7 @@ def main():
         "hardware": hardware(device), "device": device.type, "dtype": "bf16 autocast" if cuda else "fp32",
         "batch_size": args.batch_size, "seq_len": args.seq_len, "lr": args.lr, "min_lr_frac": args.min_lr_frac,
         "warmup_frac": args.warmup, "weight_decay": args.weight_decay, "clip": args.clip,
-        "passkey_frac": args.passkey_frac, "short_seq": args.short_seq, "short_frac": args.short_frac, "train_tokens_in_corpus": int(len(train_stream)),
+        "passkey_frac": args.passkey_frac, "kept_step": state.get("kept_step"), "short_seq": args.short_seq, "short_frac": args.short_frac, "train_tokens_in_corpus": int(len(train_stream)),
         "epochs": round(state["tokens"] / max(1, len(train_stream)), 3),
         "first_train_loss": state["first_loss"], "final_train_loss_ema": state["ema_loss"],
         "val_loss": vl, "val_ppl": math.exp(vl), "val_tokens": vn,
