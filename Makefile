@@ -91,7 +91,7 @@ test-cli: $(BUILD)/edgeinf-asan
 deps:
 	scripts/install-deps.sh
 
-TEST_STAGES ?= test-unit test-parity test-long-positions test-cli test-checkpoint-cli test-python model-smoke adapter-smoke test-wasm-kernels test-wasm-node test-wasm-parity test-wllama test-browser
+TEST_STAGES ?= test-unit test-parity test-long-positions test-cli test-checkpoint-cli test-python model-smoke adapter-smoke pod-train-smoke test-wasm-kernels test-wasm-node test-wasm-parity test-wllama test-browser
 test: deps
 	@tests/run_all.sh $(TEST_STAGES)
 

@@ -5,7 +5,10 @@ POD_MODEL ?= models/edgeinf-default-q8_0.gguf
 POD_DELTAS ?= 0.45 0.46 0.5 0.55 0.6 0.7
 POD_ARGS ?= --windows 16 --eval-windows 16 --n-recent 64 --share scores --show-delta 0.46 --threads 1
 
-.PHONY: pod-calibrate pod-calibrate-smoke tiny-pod-fixtures
+POD_TRAIN_MINUTES ?= 10
+POD_TRAIN_ARGS ?=
+
+.PHONY: pod-calibrate pod-calibrate-smoke tiny-pod-fixtures pod-train pod-train-smoke
 
 # Measure the layer similarity of POD_MODEL on held-out corpus text (models/work/corpus) and write, per δ, the blocks,
 # KV saving, perplexity and KL to full (build/pod/pod-calib.json), a PoD adapter GGUF (build/pod/pod-delta<δ>.gguf),
@@ -31,3 +34,16 @@ pod-calibrate-smoke:
 # Deterministic: re-running leaves tests/fixtures/tiny-pod byte-identical.
 tiny-pod-fixtures:
 	$(PY) models/tools/make_tiny_pod.py tests/fixtures/tiny-pod
+
+# Post-train a llama GGUF to PoD attention with a PoD adapter's blocks (models/train_pod.py; CUDA when available, else
+# CPU): make pod-train MODEL=base.gguf ADAPTER=pod-adapter.gguf OUT=post-trained.gguf [POD_TRAIN_MINUTES=10]
+# [POD_TRAIN_ARGS='--steps N ...' etc., see --help]. Writes OUT (same type as MODEL), OUT-pod.gguf (the adapter for it)
+# and OUT.json (the summary: validation perplexity with pod and with full attention before and after).
+pod-train:
+	@test -n "$(MODEL)" -a -n "$(ADAPTER)" -a -n "$(OUT)" || { echo "usage: make pod-train MODEL=base.gguf ADAPTER=pod-adapter.gguf OUT=out.gguf [POD_TRAIN_MINUTES=$(POD_TRAIN_MINUTES)] [POD_TRAIN_ARGS='...']"; exit 2; }
+	$(PY) models/train_pod.py --model $(MODEL) --adapter $(ADAPTER) --out $(OUT) --time-budget $(POD_TRAIN_MINUTES) $(POD_TRAIN_ARGS)
+
+# A few CPU steps on the tiny fixture model with pod-calibrate-smoke's adapter (tests/pod/pod_train_smoke.sh): finite
+# losses, output re-loads in the reference and in the C engine, bad input refused. Ends with "N passed, N failed".
+pod-train-smoke: $(BUILD)/edgeinf pod-calibrate-smoke
+	@PY=$(PY) EI=$(BUILD)/edgeinf tests/pod/pod_train_smoke.sh
