@@ -43,7 +43,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from edgeinf_ref.adapter import EdgeInfAdapter, load_adapter_gguf  # noqa: E402
-from edgeinf_ref.attention import EdgeInfinitePolicy, StreamingPolicy  # noqa: E402
+from edgeinf_ref.attention import EdgeInfinitePolicy, StreamingPolicy, expand_kv  # noqa: E402
 from edgeinf_ref.export import load_gguf  # noqa: E402
 from edgeinf_ref.gguf import read_gguf  # noqa: E402
 
@@ -205,6 +205,68 @@ def doc_example(sampler, length, budget):
     return w[:-1], y
 
 
+class Distiller:
+    """Layer-local teacher for the memory and the gate (--distill-weight; rows no longer than the model's context).
+
+    At every layer and query head the base model's own full causal softmax over all earlier tokens splits into the
+    part over tokens still in the cache and the part over evicted tokens: full = λ·A_ev + (1-λ)·A_cache, where A_ev is
+    the softmax restricted to the evicted tokens and λ their share of the probability mass. That is exactly the form
+    of EdgeInfinite's output g·A_mem + (1-g)·A_local, so the memory read is pulled towards A_ev (squared error
+    weighted by λ, relative to |A_ev|²) and the gate towards λ (cross-entropy). Both targets come from the same
+    forward pass (the student's own q/k/v at that layer), so there is no second model and no cross-layer drift.
+    Installed as EdgeInfinitePolicy.probe for a training step; loss() sums the layers' terms."""
+
+    def __init__(self, layout):
+        self.lay = layout
+        self.lengths = None
+        self.reset()
+
+    def reset(self):
+        self.mem_num, self.mem_den, self.gate_sum, self.gate_n = 0.0, 0.0, 0.0, 0.0
+        self.lam_sum = 0.0
+
+    def __call__(self, call, ns, a_mem, gate, use):
+        lay = self.lay
+        S, W = lay.seg, lay.W
+        B, H, T, D = call.q0.shape
+        L = T - ns
+        dev = a_mem.device
+        with torch.no_grad():
+            q = call.rope.apply(call.q0[:, :, ns:], call.pos[ns:]).float()
+            k = expand_kv(call.rope.apply(call.k0, call.pos), H).float()
+            v = expand_kv(call.v, H).float()
+            s = torch.matmul(q, k.transpose(-1, -2)) * call.scale                   # (B, H, L, T)
+            p = torch.arange(ns, T)
+            t = torch.arange(T)
+            p_fw = ns + torch.clamp((p - ns) // S - W, min=0) * S                  # oldest cached non-sink position
+            causal = (t[None, :] <= p[:, None]).to(dev)
+            ev = ((t[None, :] >= ns) & (t[None, :] < p_fw[:, None])).to(dev)
+            lse_all = torch.logsumexp(s.masked_fill(~causal, float("-inf")), -1)
+            s_ev = s.masked_fill(~ev, float("-inf"))
+            lam = torch.exp(torch.logsumexp(s_ev, -1) - lse_all).nan_to_num(0.0)     # (B, H, L)
+            a_ev = torch.matmul(torch.softmax(s_ev, -1).nan_to_num(0.0), v)          # (B, H, L, D)
+            valid = use.view(1, 1, L).to(dev).float().expand(B, H, L)
+            if self.lengths is not None:
+                valid = valid * (p[None, :].to(dev) < self.lengths.to(dev)[:, None]).float()[:, None, :]
+        w = lam * valid
+        err = ((a_mem.float() - a_ev) ** 2).sum(-1)
+        self.mem_num = self.mem_num + (w * err).sum()
+        self.mem_den = self.mem_den + (w * (a_ev ** 2).sum(-1)).sum()
+        g = gate.squeeze(-1).float().clamp(1e-6, 1 - 1e-6)
+        bce = -(lam * torch.log(g) + (1 - lam) * torch.log1p(-g))
+        self.gate_sum = self.gate_sum + (bce * valid).sum()
+        self.gate_n = self.gate_n + valid.sum()
+        self.lam_sum = self.lam_sum + float((lam * valid).sum())
+
+    def loss(self):
+        """(memory term, gate term, mean λ) of the layers seen since reset(); zeros when no position read memory."""
+        if not torch.is_tensor(self.gate_n) or float(self.gate_n) == 0:
+            z = torch.zeros(())
+            return z, z, 0.0
+        mem = self.mem_num / self.mem_den.clamp(min=1e-9)
+        return mem, self.gate_sum / self.gate_n, self.lam_sum / float(self.gate_n)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # evaluation
 # ----------------------------------------------------------------------------------------------------------
@@ -326,6 +388,11 @@ def main():
     ap.add_argument("--passkey-frac", type=float, default=0.5, help="fraction of each batch that is passkey rows")
     ap.add_argument("--mem-bias", type=float, default=0.7, help="P(passkey key placed in the compressed region)")
     ap.add_argument("--doc-weight", type=float, default=0.5, help="weight of the document LM loss")
+    ap.add_argument("--distill-weight", type=float, default=0.0,
+                    help="weight of the layer-local distillation of memory and gate towards the base model's own "
+                         "attention over evicted tokens (class Distiller); 0 = off")
+    ap.add_argument("--distill-frac", type=float, default=0.5,
+                    help="fraction of steps that are distillation steps (rows no longer than the model's context)")
     ap.add_argument("--min-len", type=int, default=0, help="curriculum start (default: budget + 2 segments)")
     ap.add_argument("--max-len", type=int, default=0, help="curriculum end (default: 4 x budget)")
     ap.add_argument("--curriculum", type=float, default=0.7, help="fraction of the run to reach --max-len")
@@ -498,6 +565,7 @@ def main():
             f"answer loss {s['loss']:.3f} doc loss {s.get('doc_loss', float('nan')):.4f} gate b {s['gate_bias_mean']:.2f}"
             f"{' *best*' if improved else ''} ({time.time() - te:.1f}s)")
 
+    distiller = Distiller(policy.layout)
     step = 0
     evaluate(0)
     last_eval = time.time() if args.time_budget else 0
@@ -509,6 +577,9 @@ def main():
         model.train()
         cur_max = min_len + (max_len - min_len) * min(1.0, p / max(1e-9, args.curriculum))
         L = rng.randint(min_len, max(min_len, int(cur_max)))
+        distill = args.distill_weight > 0 and rng.random() < args.distill_frac
+        if distill:   # the teacher is the base's own full attention: stay inside its trained context
+            L = rng.randint(min_len, max(min_len, cfg.max_seq_len - 16))
         rows_pk = [passkey_example(pk, rng, policy.layout, L, args.mem_bias) for _ in range(n_pk)]
         rows_doc, is_doc = [], [False] * len(rows_pk)
         for _ in range(batch - n_pk):
@@ -519,8 +590,15 @@ def main():
         x, y = x.to(device), y.to(device)
         for gp in opt.param_groups:
             gp["lr"] = gp["base_lr"] * lr_scale(p)
-        with autocast():
-            lg = model(x, policy=policy)
+        if distill:
+            distiller.reset()
+            distiller.lengths = torch.tensor([len(r[0]) for r in rows_pk + rows_doc])
+            policy.probe = distiller
+        try:
+            with autocast():
+                lg = model(x, policy=policy)
+        finally:
+            policy.probe = None
         lg = lg.float()
         ce = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1), ignore_index=-100,
                              reduction="none").view(y.shape)
@@ -530,6 +608,10 @@ def main():
         loss_pk = (ce * mask)[pk_rows].sum() / mask[pk_rows].sum().clamp(min=1)
         loss_doc = (ce * mask)[dmask].sum() / mask[dmask].sum().clamp(min=1) if bool(dmask.any()) else ce.sum() * 0
         loss = loss_pk + args.doc_weight * loss_doc
+        d_mem = d_gate = None
+        if distill:
+            d_mem, d_gate, d_lam = distiller.loss()
+            loss = loss + args.distill_weight * (d_mem.to(loss.device) + d_gate.to(loss.device))
         if not torch.isfinite(loss):
             die(f"step {step}: loss is {float(loss)} (not finite)", 1)
         opt.zero_grad(set_to_none=True)
@@ -537,12 +619,15 @@ def main():
         gnorm = float(torch.nn.utils.clip_grad_norm_(adapter.parameters(), args.clip))
         opt.step()
         step += 1
-        history.append({"step": step, "len": L, "loss_passkey": round(float(loss_pk), 4),
+        history.append({"step": step, "len": L, "distill": distill, "loss_passkey": round(float(loss_pk), 4),
                         "loss_doc": round(float(loss_doc), 4), "gnorm": round(gnorm, 4),
+                        "distill_mem": None if d_mem is None else round(float(d_mem), 4),
+                        "distill_gate": None if d_gate is None else round(float(d_gate), 4),
                         "minutes": round((time.time() - t_train) / 60, 3)})
         if step % 10 == 0 or step <= 3:
             log(f"step {step} len {L} loss passkey {float(loss_pk):.3f} doc {float(loss_doc):.3f} gnorm {gnorm:.2f} "
-                f"lr x{lr_scale(p):.2f} {100 * p:.0f}%")
+                + (f"distill mem {float(d_mem):.3f} gate {float(d_gate):.3f} λ {d_lam:.3f} " if d_mem is not None else "")
+                + f"lr x{lr_scale(p):.2f} {100 * p:.0f}%")
         due = ((time.time() - last_eval) / 60 >= eval_every) if args.time_budget else (step % int(eval_every) == 0)
         if due:
             evaluate(step)

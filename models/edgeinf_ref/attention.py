@@ -425,6 +425,10 @@ class EdgeInfinitePolicy(StreamingPolicy):
         self.adapter = adapter
         self.eps = float(adapter.eps if eps is None else eps)
         self.routing = routing
+        # Training hook (models/train_adapter.py's distillation): when set, the batched path calls
+        # probe(call, ns, a_mem, gate, use) with the memory read a_mem (B, H, L, D) and gate (B, H, L, 1) of the
+        # non-sink positions and use (1, 1, L, 1) marking the positions that read memory. Never set for inference.
+        self.probe = None
 
     # -- incremental --
     def _remember(self, call, st, a, b):
@@ -497,9 +501,11 @@ class EdgeInfinitePolicy(StreamingPolicy):
                 am = retrieve(qmn, expand_kv(Mst, H), expand_kv(zst, H), eps).reshape(B, H, nseg * S, D)[:, :, :L]
                 gn, ln = g[:, :, ns:], loc[:, :, ns:]
                 mix = gn * am + (1.0 - gn) * ln
+                use = (torch.arange(L) // S >= W + 1).to(dev).view(1, 1, L, 1)
                 if self.routing:
-                    use = (torch.arange(L) // S >= W + 1).to(dev).view(1, 1, L, 1)
                     mix = torch.where(use, mix, ln)
+                if self.probe is not None:
+                    self.probe(call, ns, am, gn, use)
                 parts.append(mix)
             out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
         return out.to(local.dtype)

@@ -66,12 +66,27 @@ def policy_args(policy, layout, adapter):
     return a
 
 
+def default_layout(adapter):
+    """(n_sink, window, seg) the adapter was trained for (its GGUF metadata), else 16/768/128: every policy is
+    evaluated with the same cache budget, the one the edgeinfinite adapter uses."""
+    if os.path.exists(adapter):
+        sys.path.insert(0, os.path.join(ROOT, "models"))
+        from edgeinf_ref.gguf import read_gguf
+        kv = read_gguf(adapter).metadata
+        try:
+            return int(kv["edgeinf.ei.n_sink"]), int(kv["edgeinf.ei.window"]), int(kv["edgeinf.ei.seg"])
+        except KeyError:
+            pass
+    return 16, 768, 128
+
+
 def main():
     model = os.environ.get("EVAL_MODEL", os.path.join(ROOT, "models", "edgeinf-default-q8_0.gguf"))
     adapter = os.environ.get("EVAL_ADAPTER", os.path.join(ROOT, "models", "edgeinf-default-adapter.gguf"))
     out_dir = os.environ.get("EVAL_OUT", os.path.join(ROOT, "docs"))
-    layout = (int(os.environ.get("EVAL_SINK", 16)), int(os.environ.get("EVAL_WINDOW", 768)),
-              int(os.environ.get("EVAL_SEG", 128)))
+    layout = default_layout(adapter)
+    layout = (int(os.environ.get("EVAL_SINK", layout[0])), int(os.environ.get("EVAL_WINDOW", layout[1])),
+              int(os.environ.get("EVAL_SEG", layout[2])))
     budget = sum(layout)
     policies = ["full", "streaming"] + (["edgeinfinite"] if os.path.exists(adapter) else [])
     if "edgeinfinite" not in policies:
