@@ -15,7 +15,6 @@ import json
 import os
 import random
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,30 @@ def run(args, **kw):
     t0 = time.time()
     r = subprocess.run([CLI, *args], capture_output=True, text=True, **kw)
     return r, time.time() - t0
+
+
+def run_peak(args):
+    """run() that also returns the child's own peak RSS in KB (os.wait4 on that one process: getrusage's
+    RUSAGE_CHILDREN would report the maximum over every earlier run too). Output goes through temporary files so
+    the process can be reaped by wait4 itself."""
+    t0 = time.time()
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        p = subprocess.Popen([CLI, *args], stdout=fo, stderr=fe, text=True)
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        dt = time.time() - t0
+        fo.seek(0)
+        fe.seek(0)
+        return subprocess.CompletedProcess(p.args, p.returncode, fo.read(), fe.read()), dt, ru.ru_maxrss
+
+
+def keys_per_length(lengths):
+    """EVAL_KEYS: one count for every length ("2"), or per length ("8192:4,32768:2,1048576:1"; unlisted: 1)."""
+    v = os.environ.get("EVAL_KEYS", "2")
+    if ":" not in v:
+        return {L: int(v) for L in lengths}
+    per = {int(a): int(b) for a, b in (x.split(":") for x in v.split(",") if x)}
+    return {L: per.get(L, 1) for L in lengths}
 
 
 def n_tokens(model, text):
@@ -102,17 +125,23 @@ def main():
     # ---------------------------------------------------------------- passkey
     lengths = env_list("EVAL_LENGTHS", [8192, 32768, 131072, 1048576])
     depths = env_list("EVAL_DEPTHS", [0.0, 0.25, 0.5, 0.75, 1.0], float)
-    n_keys = int(os.environ.get("EVAL_KEYS", 2))
+    n_keys = keys_per_length(lengths)
+    # streaming's passkey and cost runs can stop at a length (EVAL_STREAMING_MAX): beyond its cache it holds the same
+    # tokens whatever the length, so longer runs only cost time; the report says where it stopped.
+    streaming_max = int(os.environ.get("EVAL_STREAMING_MAX", 0)) or None
+    results["streaming_passkey_max_length"] = streaming_max
     with tempfile.TemporaryDirectory() as td:
         for length in lengths:
             for depth in depths:
-                for _ in range(n_keys):
+                for _ in range(n_keys[length]):
                     key = rnd.randrange(10000, 100000)
                     path = os.path.join(td, "p.txt")
                     with open(path, "w", encoding="utf-8") as f:
                         f.write(passkey_prompt(model, length, depth, key, filler_tokens))
                     for pol in policies:
                         if pol == "full" and length > ctx:
+                            continue
+                        if pol == "streaming" and streaming_max and length > streaming_max:
                             continue
                         r, dt = run(["generate", "-m", model, "-f", path, "-n", "8", "--temp", "0", "--stats",
                                      *policy_args(pol, layout, adapter)])
@@ -165,18 +194,19 @@ def main():
             for pol in policies:
                 if pol == "full" and length > ctx:
                     continue
-                r, dt = run(["generate", "-m", model, "-f", path, "-n", "32", "--temp", "0", "--stats",
-                             *policy_args(pol, layout, adapter)])
+                if pol == "streaming" and streaming_max and length > streaming_max:
+                    continue
+                r, dt, peak_kb = run_peak(["generate", "-m", model, "-f", path, "-n", "32", "--temp", "0", "--stats",
+                                           *policy_args(pol, layout, adapter)])
                 if r.returncode:
                     print(f"cost L={length} {pol}: failed: {r.stderr.strip()[-200:]}", file=sys.stderr)
                     continue
                 st = json.loads(r.stderr.strip().splitlines()[-1])
-                rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KB, max over children so far
                 results["cost"].append({"length": length, "policy": pol, "ttft_ms": st["prefill_ms"],
                                         "prefill_tps": st["prefill_tokens"] / (st["prefill_ms"] / 1e3),
                                         "decode_tps": st["decode_tokens"] / (st["decode_ms"] / 1e3),
                                         "kv_bytes": st["kv_bytes"], "memory_bytes": st["memory_bytes"],
-                                        "max_rss_children_kb": rss})
+                                        "peak_rss_kb": peak_kb})
                 print(f"cost L={length} {pol}: ttft {st['prefill_ms'] / 1e3:.1f}s decode "
                       f"{results['cost'][-1]['decode_tps']:.1f} t/s kv+mem {(st['kv_bytes'] + st['memory_bytes']) / 1e6:.2f} MB",
                       flush=True)
@@ -186,6 +216,38 @@ def main():
         json.dump(results, f, indent=1)
     write_report(results, out_dir)
     return 0
+
+
+def quality_plot(res, out_dir, lines):
+    """eval-long-quality.png: passkey accuracy and perplexity vs length per policy (appended to `lines`)."""
+    if not res["passkey"] and not res["perplexity"]:
+        return
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(1, 2, figsize=(11, 3.6))
+    for pol in ("full", "streaming", "edgeinfinite"):
+        pk = [r for r in res["passkey"] if r["policy"] == pol]
+        Ls = sorted({r["length"] for r in pk})
+        if Ls:
+            acc = [100 * sum(r["hit"] for r in pk if r["length"] == L) / sum(1 for r in pk if r["length"] == L)
+                   for L in Ls]
+            ax[0].plot(Ls, acc, "o-", label=pol)
+        pp = sorted((r["length"], r["ppl"]) for r in res["perplexity"] if r["policy"] == pol)
+        if pp:
+            ax[1].plot([a for a, _ in pp], [b for _, b in pp], "o-", label=pol)
+    for a, t in zip(ax, ("passkey accuracy (%)", "held-out perplexity")):
+        a.set_xscale("log")
+        a.set_xlabel("context tokens")
+        a.set_title(t)
+        a.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "eval-long-quality.png"), dpi=110)
+    plt.close(fig)
+    lines += ["", "![passkey and perplexity vs length](eval-long-quality.png)"]
 
 
 def write_report(res, out_dir):
@@ -207,6 +269,11 @@ def write_report(res, out_dir):
                     rr = [r for r in rows if r["depth"] == d]
                     cells.append(f"{sum(r['hit'] for r in rr)}/{len(rr)}")
                 lines.append(f"| {L} | {pol} | " + " | ".join(cells) + f" | {100 * sum(r['hit'] for r in rows) / len(rows):.0f}% |")
+        if res.get("streaming_passkey_max_length"):
+            lines.append(f"\n`streaming` passkey runs stop at {res['streaming_passkey_max_length']} tokens "
+                         f"(EVAL_STREAMING_MAX): past its cache it holds the same {res['kv_budget_tokens']} tokens at "
+                         f"any length, so the key is gone at every depth except where it sits in the sinks or the "
+                         f"last window.")
         lines.append("")
     if res["perplexity"]:
         lines += ["## Long-document perplexity (held-out split)", "", "| length | policy | tokens | ppl |", "|---|---|---|---|"]
@@ -214,16 +281,17 @@ def write_report(res, out_dir):
             lines.append(f"| {r['length']} | {r['policy']} | {r['tokens']} | {r['ppl']:.3f} |")
         lines.append("")
     if res["cost"]:
-        lines += ["## Cost vs context length", "", "| length | policy | TTFT s | prefill tok/s | decode tok/s | KV+memory MB |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["## Cost vs context length", "", "| length | policy | TTFT s | prefill tok/s | decode tok/s | "
+                  "KV+memory MB | peak RSS MB |", "|---|---|---|---|---|---|---|"]
         for r in res["cost"]:
+            rss = f"{r['peak_rss_kb'] / 1024:.1f}" if r.get("peak_rss_kb") else "–"
             lines.append(f"| {r['length']} | {r['policy']} | {r['ttft_ms'] / 1e3:.2f} | {r['prefill_tps']:.0f} | "
-                         f"{r['decode_tps']:.1f} | {(r['kv_bytes'] + r['memory_bytes']) / 1e6:.2f} |")
+                         f"{r['decode_tps']:.1f} | {(r['kv_bytes'] + r['memory_bytes']) / 1e6:.2f} | {rss} |")
         try:
             import matplotlib
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
-            fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+            fig, ax = plt.subplots(1, 4, figsize=(17, 3.6))
             for pol in ("full", "streaming", "edgeinfinite"):
                 rows = [r for r in res["cost"] if r["policy"] == pol]
                 if not rows:
@@ -232,7 +300,8 @@ def write_report(res, out_dir):
                 ax[0].plot(xs, [r["ttft_ms"] / 1e3 for r in rows], "o-", label=pol)
                 ax[1].plot(xs, [r["decode_tps"] for r in rows], "o-", label=pol)
                 ax[2].plot(xs, [(r["kv_bytes"] + r["memory_bytes"]) / 1e6 for r in rows], "o-", label=pol)
-            for a, t in zip(ax, ("TTFT (s)", "decode tokens/s", "KV + memory (MB)")):
+                ax[3].plot(xs, [(r.get("peak_rss_kb") or float("nan")) / 1024 for r in rows], "o-", label=pol)
+            for a, t in zip(ax, ("TTFT (s)", "decode tokens/s", "KV + memory (MB)", "peak RSS of the process (MB)")):
                 a.set_xscale("log")
                 a.set_xlabel("context tokens")
                 a.set_title(t)
@@ -242,6 +311,7 @@ def write_report(res, out_dir):
             lines += ["", "![cost curves](eval-long-cost.png)"]
         except ImportError:
             pass
+    quality_plot(res, out_dir, lines)
     with open(os.path.join(out_dir, "eval-long.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {out_dir}/eval-long.md and eval-long.json")
