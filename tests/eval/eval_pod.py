@@ -4,15 +4,18 @@
   kv         KV bytes reported by the engine (`--stats`) for full and pod at 4K / 16K / 64K token capacities (the
              allocation is what a session of that capacity holds; positions beyond the training context are not
              evaluated for quality).
-  ppl        validation perplexity at the model's context for full, pod share=scores, pod share=keys (training-free
-             blocks from the calibration adapter), and, when present, the post-trained model; edgeinfinite and
-             edgeinfinite+pod on one long held-out pass.
+  ppl        perplexity at the model's context on the first EVAL_PPL_TOKENS tokens of the corpus split EVAL_PPL_SPLIT
+             (default heldout: models/train_pod.py picks its kept weights on the val split) for full, pod
+             share=scores, pod share=keys (training-free blocks from the calibration adapter), and, when POD_MODEL is
+             given, the post-trained model with pod (both share modes, its adapter POD_MODEL_ADAPTER, default
+             POD_MODEL's -pod.gguf) and with full attention; edgeinfinite and edgeinfinite+pod on one long held-out
+             pass.
   passkey    accuracy (tests/eval/eval_long.py's task) at the model's context for full / pod, and at EVAL_LENGTHS for
              edgeinfinite / edgeinfinite+pod.
 
 Environment: EVAL_MODEL, POD_ADAPTER (a `pod` adapter from models/pod_calibrate.py), EIPOD_ADAPTER (an
-`edgeinfinite+pod` adapter), EI_ADAPTER, POD_MODEL (post-trained GGUF, optional), EVAL_OUT (docs), EVAL_KEYS,
-EVAL_LENGTHS.
+`edgeinfinite+pod` adapter), EI_ADAPTER, POD_MODEL (post-trained GGUF from models/train_pod.py, optional),
+POD_MODEL_ADAPTER, EVAL_PPL_SPLIT (heldout), EVAL_PPL_TOKENS, EVAL_OUT (docs), EVAL_KEYS, EVAL_LENGTHS.
 """
 import json
 import os
@@ -48,7 +51,13 @@ def main():
     variants = [("full", model, []), ("pod scores", model, ["--policy", "pod", "--adapter", pod, "--pod-share", "scores"]),
                 ("pod keys", model, ["--policy", "pod", "--adapter", pod, "--pod-share", "keys"])]
     if post and os.path.exists(post):
-        variants.append(("pod post-trained", post, ["--policy", "pod", "--adapter", pod]))
+        post_ad = os.environ.get("POD_MODEL_ADAPTER", os.path.splitext(post)[0] + "-pod.gguf")
+        if not os.path.exists(post_ad):
+            post_ad = pod
+        res["post_trained"] = {"model": os.path.relpath(post, ROOT), "adapter": os.path.relpath(post_ad, ROOT)}
+        variants += [("pod post-trained scores", post, ["--policy", "pod", "--adapter", post_ad, "--pod-share", "scores"]),
+                     ("pod post-trained keys", post, ["--policy", "pod", "--adapter", post_ad, "--pod-share", "keys"]),
+                     ("full post-trained", post, [])]
 
     # ------------------------------------------------------------ KV bytes by capacity
     for cap in (4096, 16384, 65536):
@@ -60,7 +69,8 @@ def main():
                 print(f"kv cap={cap} {name}: {st['kv_bytes'] / 1e6:.2f} MB", flush=True)
 
     # ------------------------------------------------------------ perplexity at the model's context
-    val = os.path.join(ROOT, "models", "work", "corpus", "val.jsonl")
+    split = os.environ.get("EVAL_PPL_SPLIT", "heldout")
+    val = os.path.join(ROOT, "models", "work", "corpus", f"{split}.jsonl")
     if os.path.exists(val):
         text = "\n\n".join(json.loads(l)["text"] for l in open(val, encoding="utf-8"))
         with tempfile.TemporaryDirectory() as td:
@@ -106,7 +116,8 @@ def main():
         saved = 1 - r["kv_bytes"] / full_kv[r["capacity"]] if r["capacity"] in full_kv else 0
         lines.append(f"| {r['capacity']} | {r['variant']} | {r['kv_bytes'] / 1e6:.2f} | {saved * 100:.1f}% |")
     if res["ppl"]:
-        lines += ["", f"## Validation perplexity (windows of {ctx} tokens)", "", "| variant | ppl | vs full |", "|---|---|---|"]
+        lines += ["", f"## Perplexity, corpus split `{split}` (windows of {ctx} tokens)", "", "| variant | ppl | vs full |",
+                  "|---|---|---|"]
         for r in res["ppl"]:
             rel = (r["ppl"] / full_ppl - 1) * 100 if full_ppl else 0
             lines.append(f"| {r['variant']} | {r['ppl']:.3f} | {rel:+.2f}% |")
