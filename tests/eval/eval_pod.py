@@ -37,9 +37,9 @@ def stats_line(r):
 def main():
     model = os.environ.get("EVAL_MODEL", os.path.join(ROOT, "models", "edgeinf-default-q8_0.gguf"))
     pod = os.environ.get("POD_ADAPTER", os.path.join(ROOT, "models", "edgeinf-default-pod.gguf"))
-    eipod = os.environ.get("EIPOD_ADAPTER", "")
+    eipod = os.environ.get("EIPOD_ADAPTER", os.path.join(ROOT, "models", "edgeinf-podtrained-eipod.gguf"))
     ei = os.environ.get("EI_ADAPTER", os.path.join(ROOT, "models", "edgeinf-default-adapter.gguf"))
-    post = os.environ.get("POD_MODEL", "")
+    post = os.environ.get("POD_MODEL", os.path.join(ROOT, "models", "edgeinf-podtrained-q8_0.gguf"))
     out_dir = os.environ.get("EVAL_OUT", os.path.join(ROOT, "docs"))
     if not os.path.exists(pod):
         print(f"eval-pod: no pod adapter at {pod} (make pod-calibrate)", file=sys.stderr)
@@ -52,6 +52,8 @@ def main():
                 ("pod keys", model, ["--policy", "pod", "--adapter", pod, "--pod-share", "keys"])]
     if post and os.path.exists(post):
         post_ad = os.environ.get("POD_MODEL_ADAPTER", os.path.splitext(post)[0] + "-pod.gguf")
+        if not os.path.exists(post_ad):   # the shipped naming: models/edgeinf-podtrained-{q8_0,pod}.gguf
+            post_ad = re.sub(r"-q\d_\d\.gguf$|-f(16|32)\.gguf$", "-pod.gguf", post)
         if not os.path.exists(post_ad):
             post_ad = pod
         res["post_trained"] = {"model": os.path.relpath(post, ROOT), "adapter": os.path.relpath(post_ad, ROOT)}
@@ -104,6 +106,7 @@ def main():
                     r, _ = L.run(["generate", "-m", m, "-f", path, "-n", "8", "--temp", "0", *extra])
                     got = re.findall(r"\d{5}", r.stdout)
                     res["passkey"].append({"variant": name, "depth": depth, "hit": bool(got) and got[0] == str(key)})
+    long_context(res, model, post if post and os.path.exists(post) else None, ei, eipod)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "eval-pod.json"), "w") as f:
         json.dump(res, f, indent=1)
@@ -126,10 +129,92 @@ def main():
         for name in dict.fromkeys(r["variant"] for r in res["passkey"]):
             rows = [r for r in res["passkey"] if r["variant"] == name]
             lines.append(f"| {name} | {sum(r['hit'] for r in rows)}/{len(rows)} |")
+    lines += long_context_lines(res)
     with open(os.path.join(out_dir, "eval-pod.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {out_dir}/eval-pod.md")
     return 0
+
+
+def long_context(res, model, post, ei, eipod):
+    """Beyond the model's context: streaming, edgeinfinite and edgeinfinite+pod with one cache layout (the
+    EdgeInfinite adapter's), on the base and, when given, the post-trained model. Perplexity over the first
+    EVAL_LONG_TOKENS (32768) held-out tokens in one pass, passkey at EVAL_LENGTHS (8192,32768) x 5 depths x
+    EVAL_LONG_KEYS (2), KV and memory bytes from the engine's --stats."""
+    if not os.path.exists(ei):
+        print(f"eval-pod: no EdgeInfinite adapter at {ei}: long-context part skipped", file=sys.stderr)
+        return
+    lay = L.default_layout(ei)
+    layout = ["--n-sink", str(lay[0]), "--window", str(lay[1]), "--seg", str(lay[2])]
+    variants = [("streaming", model, ["--policy", "streaming", *layout]),
+                ("edgeinfinite", model, ["--policy", "edgeinfinite", "--adapter", ei])]
+    if post:
+        variants.append(("edgeinfinite, post-trained model", post, ["--policy", "edgeinfinite", "--adapter", ei]))
+        if os.path.exists(eipod):
+            variants.append(("edgeinfinite+pod, post-trained model", post,
+                             ["--policy", "edgeinfinite+pod", "--adapter", eipod]))
+    res["long"] = {"layout": list(lay), "ppl": [], "passkey": [], "kv": []}
+    heldout = os.path.join(ROOT, "models", "work", "corpus", "heldout.jsonl")
+    n = int(os.environ.get("EVAL_LONG_TOKENS", 32768))
+    with tempfile.TemporaryDirectory() as td:
+        if os.path.exists(heldout):
+            path = os.path.join(td, "long.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("\n\n".join(json.loads(l)["text"] for l in open(heldout, encoding="utf-8")))
+            ids = L.run(["tokenize", "-m", model, "--no-bos", "-f", path])[0].stdout.split()
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(L.run(["detokenize", "-m", model, *ids[:n]])[0].stdout[:-1])
+            for name, m, extra in variants:
+                r, _ = L.run(["perplexity", "-m", m, "-f", path, *extra])
+                mm = re.search(r"ppl=([\d.]+) tokens=(\d+)", r.stdout)
+                if mm:
+                    res["long"]["ppl"].append({"variant": name, "ppl": float(mm.group(1)), "tokens": int(mm.group(2))})
+                    print(f"long ppl {name}: {mm.group(1)}", flush=True)
+                else:
+                    print(f"long ppl {name}: failed: {r.stderr.strip()[-300:]}", file=sys.stderr)
+        rnd = random.Random(7)
+        ftok = L.n_tokens(model, L.FILLER + " ")
+        for length in L.env_list("EVAL_LENGTHS", [8192, 32768]):
+            for depth in (0.0, 0.25, 0.5, 0.75, 1.0):
+                for _ in range(int(os.environ.get("EVAL_LONG_KEYS", 2))):
+                    key = rnd.randrange(10000, 100000)
+                    path = os.path.join(td, "p.txt")
+                    with open(path, "w", encoding="utf-8") as f:
+                        f.write(L.passkey_prompt(model, length, depth, key, ftok))
+                    for name, m, extra in variants:
+                        r, _ = L.run(["generate", "-m", m, "-f", path, "-n", "8", "--temp", "0", "--stats", *extra])
+                        got = re.findall(r"\d{5}", r.stdout)
+                        hit = bool(got) and got[0] == str(key)
+                        res["long"]["passkey"].append({"variant": name, "length": length, "depth": depth, "hit": hit})
+                        st = stats_line(r)
+                        if st and not any(k["variant"] == name for k in res["long"]["kv"]):
+                            res["long"]["kv"].append({"variant": name, "kv_bytes": st["kv_bytes"],
+                                                      "memory_bytes": st.get("memory_bytes", 0)})
+                        print(f"long passkey L={length} depth={depth:.2f} {name}: {'HIT' if hit else 'miss'}", flush=True)
+
+
+def long_context_lines(res):
+    lg = res.get("long")
+    if not lg:
+        return []
+    out = ["", f"## Beyond the context: streaming, edgeinfinite, edgeinfinite+pod (cache layout sink {lg['layout'][0]} + "
+           f"window {lg['layout'][1]} + segment {lg['layout'][2]})", ""]
+    kv = {r["variant"]: r for r in lg["kv"]}
+    names = list(dict.fromkeys([r["variant"] for r in lg["passkey"]] + [r["variant"] for r in lg["ppl"]]))
+    lengths = sorted({r["length"] for r in lg["passkey"]})
+    out += ["| variant | KV MB | memory MB | ppl (held-out, one pass) | " +
+            " | ".join(f"passkey {n}" for n in lengths) + " |", "|---|---|---|---|" + "---|" * len(lengths)]
+    for name in names:
+        k = kv.get(name)
+        p = next((r for r in lg["ppl"] if r["variant"] == name), None)
+        cells = []
+        for n in lengths:
+            rows = [r for r in lg["passkey"] if r["variant"] == name and r["length"] == n]
+            cells.append(f"{sum(r['hit'] for r in rows)}/{len(rows)}" if rows else "–")
+        out.append(f"| {name} | {k['kv_bytes'] / 1e6:.2f} | {k['memory_bytes'] / 1e6:.2f} | "
+                   f"{p['ppl']:.3f} ({p['tokens']} tok) | " if k and p else f"| {name} | – | – | – | ")
+        out[-1] += " | ".join(cells) + " |"
+    return out
 
 
 if __name__ == "__main__":
