@@ -10,6 +10,7 @@ import { startServer } from '../../scripts/serve.mjs';
 import { createSuite, assert, assertEq, cliGreedy, fixturePrompt } from '../wasm/harness.mjs';
 import { viteAppTest } from './vite-app.mjs';
 import { registerSessionTests } from './sessions.mjs';
+import { registerPolicyTests } from './policies.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TINY = 'tests/fixtures/tiny/tiny-q8_0.gguf';
@@ -418,6 +419,10 @@ registerSessionTests({
   test, newPage, openDemo, demoSend, iso, plain, results, prompt: PROMPT, chromium, chromiumPath: CHROMIUM, chromiumArgs: CHROMIUM_ARGS,
   defaultModel: fs.existsSync(DEFAULT) ? { model: DEFAULT, adapter: fs.existsSync(DEFAULT_ADAPTER) ? DEFAULT_ADAPTER : null } : null,
 });
+
+// ------------------------------------------------------------------ model choice and policies (tests/browser/policies.mjs)
+
+registerPolicyTests({ test, newPage, openDemo, demoSend, iso, results });
 
 test('npm pack -> fresh Vite app -> build -> Chromium: greedy output appears', async () => {
   const r = await viteAppTest({ browser, newPage, startServer, prompt: PROMPT, model: TINY, n: 24 });
