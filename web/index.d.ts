@@ -29,7 +29,8 @@ export interface Progress {
 export interface LoadOptions {
   /** URL (relative to the page), ArrayBuffer/typed array, or Blob of a GGUF file. In Node also a file path. */
   model: ModelSource;
-  /** EdgeInfinite adapter GGUF (memory gates), used by 'auto' and required by 'edgeinfinite'. Cached like the model. */
+  /** Adapter GGUF of kind 'edgeinfinite' (memory gates), 'pod' (measured layer blocks) or 'edgeinfinite+pod' (both),
+   * used by 'auto' and required by the policy of the same name. Cached like the model. */
   adapter?: ModelSource;
   /** Worker threads for the threaded build; 'auto' = hardwareConcurrency (at most 8). Default 'auto'. */
   threads?: number | 'auto';
@@ -216,7 +217,7 @@ export interface EngineInfo {
     name: string | null; architecture: string | null; nParams: number; nVocab: number; nCtxTrain: number;
     nLayer: number; fingerprint: string; chatFormat: string; hasChatTemplate: boolean;
   } | null;
-  /** The EdgeInfinite adapter given to Engine.load, if any. */
+  /** The adapter (edgeinfinite, pod or edgeinfinite+pod) given to Engine.load, if any. */
   adapter: { source: 'network' | 'cache' | 'buffer' | 'file'; url?: string; sizeBytes: number; nParams: number } | null;
   load: {
     source: 'network' | 'cache' | 'buffer' | 'file';
