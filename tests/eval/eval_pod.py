@@ -130,10 +130,57 @@ def main():
             rows = [r for r in res["passkey"] if r["variant"] == name]
             lines.append(f"| {name} | {sum(r['hit'] for r in rows)}/{len(rows)} |")
     lines += long_context_lines(res)
+    if plot(res, out_dir):
+        lines += ["", "![KV bytes and perplexity per variant](eval-pod.png)"]
     with open(os.path.join(out_dir, "eval-pod.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {out_dir}/eval-pod.md")
     return 0
+
+
+def plot(res, out_dir):
+    """eval-pod.png: KV MB per capacity and variant, perplexity at the context per variant, and (long part) KV+memory
+    MB vs passkey accuracy. Returns False when matplotlib is missing or there is nothing to draw."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    if not res["kv"]:
+        return False
+    fig, ax = plt.subplots(1, 3, figsize=(16, 4))
+    caps = sorted({r["capacity"] for r in res["kv"]})
+    names = list(dict.fromkeys(r["variant"] for r in res["kv"]))
+    w = 0.8 / max(1, len(names))
+    for i, n in enumerate(names):
+        ys = [next((r["kv_bytes"] / 1e6 for r in res["kv"] if r["capacity"] == c and r["variant"] == n), 0) for c in caps]
+        ax[0].bar([j + i * w for j in range(len(caps))], ys, w, label=n)
+    ax[0].set_xticks([j + 0.4 - w / 2 for j in range(len(caps))], [str(c) for c in caps])
+    ax[0].set_xlabel("session capacity (tokens)")
+    ax[0].set_title("KV MB")
+    ax[0].set_yscale("log")
+    ax[0].legend(fontsize=7)
+    if res["ppl"]:
+        ax[1].barh([r["variant"] for r in res["ppl"]], [r["ppl"] for r in res["ppl"]])
+        ax[1].set_title("perplexity at the model's context")
+        ax[1].tick_params(axis="y", labelsize=7)
+    lg = res.get("long")
+    if lg and lg["kv"]:
+        for k in lg["kv"]:
+            rows = [r for r in lg["passkey"] if r["variant"] == k["variant"]]
+            if rows:
+                acc = 100 * sum(r["hit"] for r in rows) / len(rows)
+                ax[2].scatter([(k["kv_bytes"] + k["memory_bytes"]) / 1e6], [acc], s=40)
+                ax[2].annotate(k["variant"], ((k["kv_bytes"] + k["memory_bytes"]) / 1e6, acc), fontsize=7)
+        ax[2].set_xlabel("KV + memory MB (one session, any length)")
+        ax[2].set_ylabel("passkey accuracy %")
+        ax[2].set_title("beyond the context")
+    fig.tight_layout()
+    os.makedirs(out_dir, exist_ok=True)
+    fig.savefig(os.path.join(out_dir, "eval-pod.png"), dpi=100)
+    plt.close(fig)
+    return True
 
 
 def long_context(res, model, post, ei, eipod):
