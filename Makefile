@@ -114,7 +114,8 @@ test-long-positions: $(BUILD)/logits_dump-O2
 	$(PY) tests/parity/check_long_positions.py $(BUILD)/logits_dump-O2 tests/fixtures/tiny/tiny-f32.gguf
 
 .PHONY: eval-pod
-# PoD evaluation by the C engine (KV bytes vs full, perplexity, passkey): docs/eval-pod.{md,json}. Needs a pod adapter
-# (make pod-calibrate; POD_ADAPTER=...).
+# PoD evaluation by the C engine (KV bytes vs full, perplexity, passkey; the post-trained variant; streaming /
+# edgeinfinite / edgeinfinite+pod beyond the context): docs/eval-pod.{md,json,png}. Defaults: the shipped models and
+# adapters (POD_ADAPTER, POD_MODEL, EI_ADAPTER, EIPOD_ADAPTER override them; see tests/eval/eval_pod.py). ~20 min.
 eval-pod: native
 	$(PY) tests/eval/eval_pod.py
