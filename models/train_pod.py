@@ -30,7 +30,6 @@ to attend to distant tokens through their anchor's keys (share=keys) or logits (
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os

@@ -28,6 +28,17 @@ LOWRANK = [("ei_mem_k_a", "mk_a"), ("ei_mem_k_b", "mk_b"), ("ei_mem_v_a", "mv_a"
            ("ei_mem_q_a", "mq_a"), ("ei_mem_q_b", "mq_b")]
 
 
+def check_adapter_dims(ad, cfg):
+    """Raise ValueError naming the first of an adapter's n_layers / n_heads / n_kv_heads / head_dim / dim that differs
+    from the base model's LlamaConfig `cfg` (every adapter kind stores the same five, docs/edgeinfinite.md)."""
+    for key, mine, theirs in (("n_layer", ad.n_layers, cfg.n_layers), ("n_head", ad.n_heads, cfg.n_heads),
+                              ("n_head_kv", ad.n_kv_heads, cfg.n_kv_heads),
+                              ("head_dim", ad.head_dim, cfg.head_dim), ("dim", ad.dim, cfg.dim)):
+        if mine != theirs:
+            raise ValueError(f"adapter was made for another model: edgeinf.adapter.{key} = {mine}, "
+                             f"the base model has {theirs}")
+
+
 class EdgeInfAdapter(nn.Module):
     """Gate (+ optional low-rank memory adapters) for every layer of one base model.
 
@@ -118,12 +129,7 @@ class EdgeInfAdapter(nn.Module):
 
     def check_model(self, cfg):
         """Raise ValueError naming the first dimension that differs from the base model's LlamaConfig."""
-        for key, mine, theirs in (("n_layer", self.n_layers, cfg.n_layers), ("n_head", self.n_heads, cfg.n_heads),
-                                  ("n_head_kv", self.n_kv_heads, cfg.n_kv_heads),
-                                  ("head_dim", self.head_dim, cfg.head_dim), ("dim", self.dim, cfg.dim)):
-            if mine != theirs:
-                raise ValueError(f"adapter was made for another model: edgeinf.adapter.{key} = {mine}, "
-                                 f"the base model has {theirs}")
+        check_adapter_dims(self, cfg)
 
     # -- GGUF (docs/edgeinfinite.md, "Adapter GGUF") --
     def save_gguf(self, path: str, name: str = "edgeinf-adapter"):

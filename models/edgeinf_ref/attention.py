@@ -444,16 +444,7 @@ class EdgeInfinitePolicy(StreamingPolicy):
         st.compressions += 1
 
     def _mix_piece(self, call, st, a, b, local):
-        if self.routing and st.compressions == 0:
-            return local
-        H = call.q0.shape[1]
-        with no_autocast(st.M.device):
-            xn = call.x_norm[:, a:b].to(st.M.dtype)
-            qm = self.adapter.mem_q(call.layer, xn, call.q0[:, :, a:b])
-            amem = retrieve(qm, expand_kv(st.M, H), expand_kv(st.z, H), self.eps)
-            g = self.adapter.gate(call.layer, xn).unsqueeze(-1)
-            out = g * amem + (1.0 - g) * local.to(st.M.dtype)
-        return out.to(local.dtype)
+        return mix_memory(self.adapter, self.eps, self.routing, call, st, a, b, local)
 
     # -- batched --
     def _mix_batched(self, call, local):
@@ -509,6 +500,22 @@ class EdgeInfinitePolicy(StreamingPolicy):
                 parts.append(mix)
             out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
         return out.to(local.dtype)
+
+
+def mix_memory(adapter, eps: float, routing: bool, call: AttnCall, st, a: int, b: int, local: torch.Tensor):
+    """docs/edgeinfinite.md "Gate" and "Routing" for tokens a..b-1 of an incremental call: g·A_mem + (1-g)·A_local
+    with st's memory (st.M, st.z, st.compressions), A_local alone while memory is empty (routing). Shared by
+    EdgeInfinitePolicy and pod.EdgeInfinitePodPolicy."""
+    if routing and st.compressions == 0:
+        return local
+    H = call.q0.shape[1]
+    with no_autocast(st.M.device):
+        xn = call.x_norm[:, a:b].to(st.M.dtype)
+        qm = adapter.mem_q(call.layer, xn, call.q0[:, :, a:b])
+        amem = retrieve(qm, expand_kv(st.M, H), expand_kv(st.z, H), eps)
+        g = adapter.gate(call.layer, xn).unsqueeze(-1)
+        out = g * amem + (1.0 - g) * local.to(st.M.dtype)
+    return out.to(local.dtype)
 
 
 def get_policy(policy):

@@ -22,7 +22,6 @@ Also here: block validation, the KV-bytes formula of the contract, and the PoD a
 from __future__ import annotations
 
 import copy
-import math
 import os
 import tempfile
 from collections import OrderedDict
@@ -32,9 +31,10 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from .attention import AttnCall, SegmentLayout, expand_kv
+from .adapter import check_adapter_dims
+from .attention import AttnCall, SegmentLayout, expand_kv, mix_memory
 from .gguf import GGUFFile, GGUFWriter, T, read_gguf
-from .memory import compress, empty_memory, no_autocast, retrieve
+from .memory import compress, empty_memory, no_autocast
 
 SHARES = ("scores", "keys")
 ARCH = "edgeinf-adapter"
@@ -538,17 +538,7 @@ class EdgeInfinitePodPolicy:
         return self._mix(call, st, a, b, local)
 
     def _mix(self, call, st, a, b, local):
-        """docs/edgeinfinite.md "Gate" and "Routing": g·A_mem + (1-g)·A_local, A_local alone while memory is empty."""
-        if self.routing and st.compressions == 0:
-            return local
-        H = call.q0.shape[1]
-        with no_autocast(st.M.device):
-            xn = call.x_norm[:, a:b].to(st.M.dtype)
-            qm = self.adapter.mem_q(call.layer, xn, call.q0[:, :, a:b])
-            amem = retrieve(qm, expand_kv(st.M, H), expand_kv(st.z, H), self.eps)
-            g = self.adapter.gate(call.layer, xn).unsqueeze(-1)
-            out = g * amem + (1.0 - g) * local.to(st.M.dtype)
-        return out.to(local.dtype)
+        return mix_memory(self.adapter, self.eps, self.routing, call, st, a, b, local)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -606,12 +596,7 @@ class PodConfig:
 
     def check_model(self, cfg):
         """Raise ValueError naming the first dimension that differs from the base model's LlamaConfig."""
-        for key, mine, theirs in (("n_layer", self.n_layers, cfg.n_layers), ("n_head", self.n_heads, cfg.n_heads),
-                                  ("n_head_kv", self.n_kv_heads, cfg.n_kv_heads),
-                                  ("head_dim", self.head_dim, cfg.head_dim), ("dim", self.dim, cfg.dim)):
-            if mine != theirs:
-                raise ValueError(f"adapter was made for another model: edgeinf.adapter.{key} = {mine}, "
-                                 f"the base model has {theirs}")
+        check_adapter_dims(self, cfg)
 
     def _pod_keys(self, w: GGUFWriter):
         w.add("edgeinf.pod.n_sink", int(self.n_sink), T.UINT32)
