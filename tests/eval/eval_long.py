@@ -55,6 +55,41 @@ def run_peak(args):
         return subprocess.CompletedProcess(p.args, p.returncode, fo.read(), fe.read()), dt, ru.ru_maxrss
 
 
+_CORPUS_IDS = {}
+
+
+def corpus_ids(model, split):
+    """Token ids (the model's own tokenizer, no BOS) of a corpus split (models/work/corpus/<split>.jsonl, documents
+    joined by blank lines), tokenized once per (model, split); None when the split is missing."""
+    key = (model, split)
+    if key not in _CORPUS_IDS:
+        src = os.path.join(ROOT, "models", "work", "corpus", f"{split}.jsonl")
+        if not os.path.exists(src):
+            return None
+        with tempfile.TemporaryDirectory() as td:
+            path = os.path.join(td, "split.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("\n\n".join(json.loads(l)["text"] for l in open(src, encoding="utf-8")))
+            _CORPUS_IDS[key] = run(["tokenize", "-m", model, "--no-bos", "-f", path])[0].stdout.split()
+    return _CORPUS_IDS[key]
+
+
+def write_prefix(model, ids, n, path):
+    """Write exactly the first n tokens of ids as text (cut on a token boundary by the engine's own detokenizer)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(run(["detokenize", "-m", model, *ids[:n]])[0].stdout[:-1])
+
+
+def perplexity(model, path, args):
+    """(ppl, tokens, seconds) of `edgeinf perplexity` on a text file, or None (the error is printed)."""
+    r, dt = run(["perplexity", "-m", model, "-f", path, *args])
+    m = re.search(r"ppl=([\d.]+) tokens=(\d+)", r.stdout)
+    if not m:
+        print(f"perplexity {' '.join(args)}: failed: {r.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+    return float(m.group(1)), int(m.group(2)), dt
+
+
 def keys_per_length(lengths):
     """EVAL_KEYS: one count for every length ("2"), or per length ("8192:4,32768:2,1048576:1"; unlisted: 1)."""
     v = os.environ.get("EVAL_KEYS", "2")
@@ -155,34 +190,28 @@ def main():
                               f"({r.stdout.strip()[:20]!r}, {dt:.1f}s)", flush=True)
 
     # ---------------------------------------------------------------- perplexity
-    heldout = os.path.join(ROOT, "models", "work", "corpus", "heldout.jsonl")
     ppl_lengths = env_list("EVAL_PPL_LENGTHS", [2048, 8192, 32768, 131072])
-    if os.path.exists(heldout):
-        text = "\n\n".join(json.loads(l)["text"] for l in open(heldout, encoding="utf-8"))
+    ids = corpus_ids(model, "heldout")
+    if ids is not None:
         with tempfile.TemporaryDirectory() as td:
             path = os.path.join(td, "doc.txt")
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
-            ids = run(["tokenize", "-m", model, "--no-bos", "-f", path])[0].stdout.split()
             for length in ppl_lengths:
                 if length > len(ids):
                     print(f"ppl: held-out split has {len(ids)} tokens < {length}: skipped", file=sys.stderr)
                     continue
-                # exactly `length` tokens of held-out text (cut on a token boundary by the engine's own detokenizer)
-                with open(path, "w", encoding="utf-8") as f:
-                    f.write(run(["detokenize", "-m", model, *ids[:length]])[0].stdout[:-1])
+                write_prefix(model, ids, length, path)
                 for pol in policies:
                     if pol == "full" and length > ctx:
                         continue
-                    r, dt = run(["perplexity", "-m", model, "-f", path, *policy_args(pol, layout, adapter)]
-                                + (["--ctx", str(ctx)] if pol == "full" else []))
-                    m = re.search(r"ppl=([\d.]+) tokens=(\d+)", r.stdout)
-                    if m:
-                        results["perplexity"].append({"length": length, "policy": pol, "ppl": float(m.group(1)),
-                                                      "tokens": int(m.group(2)), "seconds": round(dt, 1)})
-                        print(f"ppl L={length} {pol}: {m.group(1)}", flush=True)
+                    pp = perplexity(model, path, policy_args(pol, layout, adapter)
+                                    + (["--ctx", str(ctx)] if pol == "full" else []))
+                    if pp:
+                        results["perplexity"].append({"length": length, "policy": pol, "ppl": pp[0],
+                                                      "tokens": pp[1], "seconds": round(pp[2], 1)})
+                        print(f"ppl L={length} {pol}: {pp[0]}", flush=True)
     else:
-        print(f"eval-long: {heldout} missing (run `make model-corpus`): perplexity skipped", file=sys.stderr)
+        print("eval-long: models/work/corpus/heldout.jsonl missing (run `make model-corpus`): perplexity skipped",
+              file=sys.stderr)
 
     # ---------------------------------------------------------------- cost curves
     cost_lengths = env_list("EVAL_COST_LENGTHS", [1024, 4096, 16384, 65536, 262144, 1048576])

@@ -72,25 +72,16 @@ def main():
 
     # ------------------------------------------------------------ perplexity at the model's context
     split = os.environ.get("EVAL_PPL_SPLIT", "heldout")
-    val = os.path.join(ROOT, "models", "work", "corpus", f"{split}.jsonl")
-    if os.path.exists(val):
-        text = "\n\n".join(json.loads(l)["text"] for l in open(val, encoding="utf-8"))
+    ids = L.corpus_ids(model, split)
+    if ids is not None:
         with tempfile.TemporaryDirectory() as td:
             path = os.path.join(td, "val.txt")
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
-            ids = L.run(["tokenize", "-m", model, "--no-bos", "-f", path])[0].stdout.split()
-            n = int(os.environ.get("EVAL_PPL_TOKENS", 32768))
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(L.run(["detokenize", "-m", model, *ids[:n]])[0].stdout[:-1])
+            L.write_prefix(model, ids, int(os.environ.get("EVAL_PPL_TOKENS", 32768)), path)
             for name, m, extra in variants:
-                r, dt = L.run(["perplexity", "-m", m, "-f", path, "--ctx", str(ctx), *extra])
-                mm = re.search(r"ppl=([\d.]+) tokens=(\d+)", r.stdout)
-                if mm:
-                    res["ppl"].append({"variant": name, "ppl": float(mm.group(1)), "tokens": int(mm.group(2))})
-                    print(f"ppl {name}: {mm.group(1)}", flush=True)
-                else:
-                    print(f"ppl {name}: failed: {r.stderr.strip()[-300:]}", file=sys.stderr)
+                pp = L.perplexity(m, path, ["--ctx", str(ctx), *extra])
+                if pp:
+                    res["ppl"].append({"variant": name, "ppl": pp[0], "tokens": pp[1]})
+                    print(f"ppl {name}: {pp[0]}", flush=True)
 
     # ------------------------------------------------------------ passkey at the model's context
     rnd = random.Random(99)
@@ -201,24 +192,16 @@ def long_context(res, model, post, ei, eipod):
             variants.append(("edgeinfinite+pod, post-trained model", post,
                              ["--policy", "edgeinfinite+pod", "--adapter", eipod]))
     res["long"] = {"layout": list(lay), "ppl": [], "passkey": [], "kv": []}
-    heldout = os.path.join(ROOT, "models", "work", "corpus", "heldout.jsonl")
-    n = int(os.environ.get("EVAL_LONG_TOKENS", 32768))
+    ids = L.corpus_ids(model, "heldout")
     with tempfile.TemporaryDirectory() as td:
-        if os.path.exists(heldout):
+        if ids is not None:
             path = os.path.join(td, "long.txt")
-            with open(path, "w", encoding="utf-8") as f:
-                f.write("\n\n".join(json.loads(l)["text"] for l in open(heldout, encoding="utf-8")))
-            ids = L.run(["tokenize", "-m", model, "--no-bos", "-f", path])[0].stdout.split()
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(L.run(["detokenize", "-m", model, *ids[:n]])[0].stdout[:-1])
+            L.write_prefix(model, ids, int(os.environ.get("EVAL_LONG_TOKENS", 32768)), path)
             for name, m, extra in variants:
-                r, _ = L.run(["perplexity", "-m", m, "-f", path, *extra])
-                mm = re.search(r"ppl=([\d.]+) tokens=(\d+)", r.stdout)
-                if mm:
-                    res["long"]["ppl"].append({"variant": name, "ppl": float(mm.group(1)), "tokens": int(mm.group(2))})
-                    print(f"long ppl {name}: {mm.group(1)}", flush=True)
-                else:
-                    print(f"long ppl {name}: failed: {r.stderr.strip()[-300:]}", file=sys.stderr)
+                pp = L.perplexity(m, path, extra)
+                if pp:
+                    res["long"]["ppl"].append({"variant": name, "ppl": pp[0], "tokens": pp[1]})
+                    print(f"long ppl {name}: {pp[0]}", flush=True)
         rnd = random.Random(7)
         ftok = L.n_tokens(model, L.FILLER + " ")
         for length in L.env_list("EVAL_LENGTHS", [8192, 32768]):
