@@ -116,6 +116,6 @@ test-long-positions: $(BUILD)/logits_dump-O2
 .PHONY: eval-pod
 # PoD evaluation by the C engine (KV bytes vs full, perplexity, passkey; the post-trained variant; streaming /
 # edgeinfinite / edgeinfinite+pod beyond the context): docs/eval-pod.{md,json,png}. Defaults: the shipped models and
-# adapters (POD_ADAPTER, POD_MODEL, EI_ADAPTER, EIPOD_ADAPTER override them; see tests/eval/eval_pod.py). ~20 min.
+# adapters (POD_ADAPTER, POD_MODEL, EI_ADAPTER, EIPOD_ADAPTER override them; see tests/eval/eval_pod.py). ~10 min.
 eval-pod: native
 	$(PY) tests/eval/eval_pod.py
