@@ -44,6 +44,8 @@ struct ei_tokenizer {
     int32_t n_unused;     /* UNUSED pieces (BPE re-segments them) */
     int32_t *unused_idx;  /* n_vocab: dense index of an UNUSED piece, -1 otherwise (NULL if none) */
     float min_score, max_score; /* over NORMAL pieces, initialised like sentencepiece (FLT_MAX, FLT_MIN) */
+    int chunkable;        /* no piece spans a "non-space | ▁" boundary: long texts are encoded in pieces there */
+    size_t chunk_bytes;   /* pieces are at least this long (normalized bytes) */
 
     int32_t *slots;       /* piece hash table: piece id or -1 */
     uint32_t slot_mask;
@@ -319,7 +321,17 @@ static int copy_vocab(ei_tokenizer *t, const ei_vocab_desc *d) {
     return 0;
 }
 
-/* Derived tables: unk, byte pieces, UNUSED index, score range. */
+/* 1 if the piece holds a ▁ right after something that is not a ▁ ("a▁", "▁a▁"): such a piece could span the
+ * boundaries where ei_tokenize cuts long texts. */
+static int piece_has_inner_space(const char *p, uint32_t n) {
+    uint32_t i = 0;
+    while (i + SPACE_SYM_LEN <= n && memcmp(p + i, SPACE_SYM, SPACE_SYM_LEN) == 0) i += SPACE_SYM_LEN;
+    for (; i + SPACE_SYM_LEN <= n; i++)
+        if (memcmp(p + i, SPACE_SYM, SPACE_SYM_LEN) == 0) return 1;
+    return 0;
+}
+
+/* Derived tables: unk, byte pieces, UNUSED index, score range, whether long texts can be cut. */
 static int index_vocab(ei_tokenizer *t) {
     if (t->unk_id >= 0) t->types[t->unk_id] = EI_TOKTYPE_UNKNOWN; /* the unk piece is never matched from text */
     for (int i = 0; i < 256; i++) t->byte_ids[i] = -1;
@@ -342,6 +354,11 @@ static int index_vocab(ei_tokenizer *t) {
             t->byte_ids[b] = id;
         }
     }
+    t->chunkable = t->algo == EI_TOK_UNIGRAM || t->n_unused == 0;
+    for (int32_t id = 0; id < t->n_vocab && t->chunkable; id++)
+        if (!piece_has_inner_space(piece_ptr(t, id), piece_len(t, id))) continue;
+        else t->chunkable = 0;
+    t->chunk_bytes = 1 << 16;
     if (t->byte_fallback)
         for (int b = 0; b < 256; b++)
             if (t->byte_ids[b] < 0)
@@ -616,13 +633,16 @@ typedef struct uni_node {
 } uni_node;
 
 /* Viterbi over the pieces, exactly as EncodeOptimized: candidates are compared in double against the
- * float-stored best (sentencepiece's types), later/shorter candidates win only when strictly better. */
-static int encode_unigram(const ei_tokenizer *t, const char *text, size_t n, emitter *e) {
+ * float-stored best (sentencepiece's types), later/shorter candidates win only when strictly better. *carry is
+ * the path score at text[0] (0 for a whole text) and receives the score at text[n], so a text cut where no piece
+ * can span gives the same path, piece by piece. */
+static int encode_unigram(const ei_tokenizer *t, const char *text, size_t n, emitter *e, float *carry) {
     if (n == 0) return 0;
     if (n > 0x7ffffffe) return ei_set_error(EI_ERR_RANGE, "tokenize: text too long (%zu bytes)", n);
     uni_node *best = malloc((n + 1) * sizeof *best);
     if (!best) return ei_set_error(EI_ERR_NOMEM, "tokenize: out of memory (%zu bytes of text)", n);
     for (size_t i = 0; i <= n; i++) best[i].start = -1, best[i].score = 0, best[i].id = -1;
+    best[0].score = *carry; /* the best score of the text before this piece: same float roundings as one pass */
     const float unk_score = t->min_score - 10.0f;
     const int32_t unk_id = t->unk_id >= 0 ? t->unk_id : UNK_NOID;
     size_t at = 0;
@@ -676,12 +696,31 @@ static int encode_unigram(const ei_tokenizer *t, const char *text, size_t n, emi
             rc = emit_piece(e, text + b->start, (size_t)ends[i] - (size_t)b->start, b->id);
         }
     }
+    *carry = best[n].score;
     free(ends);
     free(best);
     return rc;
 }
 
 /* ================================================================== encode API */
+
+/* End of the piece of normalized text that starts at `at`: the first "non-space | ▁" boundary at least
+ * chunk_bytes further, or n. No vocabulary piece spans such a boundary (t->chunkable), so encoding the pieces one
+ * after the other gives the ids of the whole text while the work buffers (~20 bytes per byte) stay bounded. */
+static size_t chunk_end(const ei_tokenizer *t, const char *norm, size_t n, size_t at) {
+    if (!t->chunkable) return n;
+    size_t i = at + (t->chunk_bytes > SPACE_SYM_LEN ? t->chunk_bytes : SPACE_SYM_LEN);
+    for (; i + SPACE_SYM_LEN <= n; i++)
+        if (memcmp(norm + i, SPACE_SYM, SPACE_SYM_LEN) == 0 && memcmp(norm + i - SPACE_SYM_LEN, SPACE_SYM, SPACE_SYM_LEN))
+            return i;
+    return n;
+}
+
+void ei_tokenizer_set_chunk_bytes(ei_tokenizer *t, size_t bytes) {
+    if (t) t->chunk_bytes = bytes;
+}
+
+int ei_tokenizer_chunkable(const ei_tokenizer *t) { return t && t->chunkable; }
 
 int ei_tokenize(const ei_tokenizer *t, const char *text, int32_t len, int32_t flags, int32_t *ids, int32_t cap,
                 int32_t *n_out) {
@@ -703,7 +742,12 @@ int ei_tokenize(const ei_tokenizer *t, const char *text, int32_t len, int32_t fl
     emitter e = {.t = t, .ids = &out};
     int rc = 0;
     if ((flags & EI_TOKENIZE_ADD_BOS) && t->bos_id >= 0) rc = ivec_push(&out, t->bos_id);
-    if (rc == 0) rc = t->algo == EI_TOK_BPE ? encode_bpe(t, norm, nn, &e) : encode_unigram(t, norm, nn, &e);
+    float carry = 0;
+    for (size_t at = 0, end; rc == 0 && at < nn; at = end) {
+        end = chunk_end(t, norm, nn, at);
+        rc = t->algo == EI_TOK_BPE ? encode_bpe(t, norm + at, end - at, &e)
+                                   : encode_unigram(t, norm + at, end - at, &e, &carry);
+    }
     if (rc == 0 && (flags & EI_TOKENIZE_ADD_EOS) && t->eos_id >= 0) rc = ivec_push(&out, t->eos_id);
     free(norm);
     if (rc == 0) {

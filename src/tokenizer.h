@@ -4,6 +4,7 @@
 #ifndef EI_TOKENIZER_H
 #define EI_TOKENIZER_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "edgeinf.h"
 
@@ -35,5 +36,13 @@ typedef struct ei_vocab_desc {
 /* Builds a tokenizer, copying everything it needs from desc. Errors: EI_ERR_FORMAT (empty vocab, duplicate
  * pieces, byte_fallback without the 256 byte tokens), EI_ERR_NOMEM. */
 int ei_tokenizer_create(const ei_vocab_desc *desc, ei_tokenizer **out);
+
+/* Long texts are encoded piece by piece, cut where no vocabulary piece can span (before a ▁ that follows
+ * something else), so tokenizing a multi-MB prompt needs ~3 bytes of work memory per byte instead of ~35; the ids
+ * are those of the whole text. Tests set a small piece length to exercise the cuts; the default is 64 KiB. */
+void ei_tokenizer_set_chunk_bytes(ei_tokenizer *tok, size_t bytes);
+/* 1 when the vocabulary allows those cuts (no piece holds a ▁ after another character; BPE: no UNUSED pieces,
+ * whose re-segmentation depends on the whole text). Otherwise the text is encoded in one piece. */
+int ei_tokenizer_chunkable(const ei_tokenizer *tok);
 
 #endif

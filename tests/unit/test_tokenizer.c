@@ -227,6 +227,7 @@ static void check_ids_fixture(const ei_tokenizer *t, const char *name, const cas
 }
 
 static void test_encode_parity(void) {
+    int n_chunkable = 0;
     cases c;
     CHECK(load_cases(&c) == 0, "cannot read " FIX "cases.txt");
     if (!c.file) return;
@@ -243,10 +244,23 @@ static void test_encode_parity(void) {
         CHECK(checked > 0 && same == checked, "%s: %zu of %zu lines differ", parity_models[m], checked - same, checked);
         total_lines += checked;
         total_same += same;
+        /* Long texts are cut into pieces: cutting at every possible place must still give the library's ids. */
+        if (ei_tokenizer_chunkable(t)) {
+            n_chunkable++;
+            ei_tokenizer_set_chunk_bytes(t, 1);
+            checked = same = 0;
+            check_ids_fixture(t, parity_models[m], &c, &checked, &same);
+            printf("  parity %-20s %zu/%zu lines identical cut at every word\n", parity_models[m], same, checked);
+            CHECK(checked > 0 && same == checked, "%s cut at every word: %zu of %zu lines differ", parity_models[m],
+                  checked - same, checked);
+        }
         ei_tokenizer_free(t);
     }
     printf("  parity total: %zu/%zu lines identical over %zu models\n", total_same, total_lines,
            sizeof parity_models / sizeof *parity_models);
+    /* bpe_unused re-segments UNUSED pieces (whole-text state) and keepws models may hold "a▁" pieces: the others
+     * must take the cut path, or the check above tests nothing. */
+    CHECK(n_chunkable >= 4, "only %d of the parity models can be cut into pieces", n_chunkable);
     free_cases(&c);
 }
 
