@@ -214,3 +214,8 @@ void ei_adapter_free(ei_adapter *a) {
 }
 
 int64_t ei_adapter_n_params(const ei_adapter *a) { return a ? a->n_params : 0; }
+
+const char *ei_adapter_kind(const ei_adapter *a) {
+    if (!a) return "none";
+    return a->has_ei && a->has_pod ? "edgeinfinite+pod" : a->has_pod ? "pod" : "edgeinfinite";
+}

@@ -148,6 +148,9 @@ int ei_adapter_load_from_buffer(const ei_model *model, const void *data, size_t 
 void ei_adapter_free(ei_adapter *adapter);
 /* Trainable parameters in the adapter. */
 int64_t ei_adapter_n_params(const ei_adapter *adapter);
+/* What the adapter serves: "edgeinfinite" (memory gate), "pod" (layer blocks) or "edgeinfinite+pod" (both);
+ * "none" for NULL. The string is static. */
+const char *ei_adapter_kind(const ei_adapter *adapter);
 
 /* ------------------------------------------------------------------ session */
 

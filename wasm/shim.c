@@ -114,6 +114,9 @@ EIW_EXPORT double eiw_adapter_n_params(const eiw_model *m) {
     return m->adapter ? (double)ei_adapter_n_params(m->adapter) : 0;
 }
 
+/* The loaded adapter's kind ("edgeinfinite", "pod", "edgeinfinite+pod"; "none" without one). */
+EIW_EXPORT const char *eiw_adapter_kind(const eiw_model *m) { return ei_adapter_kind(m->adapter); }
+
 /* Integer facts about the model: 0 n_vocab, 1 n_ctx_train, 2 n_layer, 3 bos id, 4 eos id (-1 = none). */
 EIW_EXPORT int32_t eiw_model_int(const eiw_model *m, int32_t which) {
     const ei_tokenizer *tok = ei_model_get_tokenizer(m->model);

@@ -184,7 +184,8 @@ export class CoreEngine {
     } finally {
       M._free(ptr);
     }
-    this.#adapterInfo = { source: bytes.from, url: bytes.url, sizeBytes: bytes.size, nParams: M._eiw_adapter_n_params(this.#model) };
+    this.#adapterInfo = { source: bytes.from, url: bytes.url, sizeBytes: bytes.size, nParams: M._eiw_adapter_n_params(this.#model),
+      kind: M.UTF8ToString(M._eiw_adapter_kind(this.#model)) };
   }
 
   #cErr(code, context, hints) {

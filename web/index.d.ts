@@ -218,7 +218,11 @@ export interface EngineInfo {
     nLayer: number; fingerprint: string; chatFormat: string; hasChatTemplate: boolean;
   } | null;
   /** The adapter (edgeinfinite, pod or edgeinfinite+pod) given to Engine.load, if any. */
-  adapter: { source: 'network' | 'cache' | 'buffer' | 'file'; url?: string; sizeBytes: number; nParams: number } | null;
+  adapter: {
+    source: 'network' | 'cache' | 'buffer' | 'file'; url?: string; sizeBytes: number; nParams: number;
+    /** Which policies it serves: 'edgeinfinite' (memory gate), 'pod' (layer blocks) or both. */
+    kind: 'edgeinfinite' | 'pod' | 'edgeinfinite+pod';
+  } | null;
   load: {
     source: 'network' | 'cache' | 'buffer' | 'file';
     url?: string; sizeBytes: number; sha256?: string;

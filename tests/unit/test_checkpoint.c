@@ -947,6 +947,8 @@ static void test_pod_mismatch(void) {
     ei_adapter *pdef = NULL, *ew = NULL;
     CHECK(ei_adapter_load_from_file(g_model, POD_DIR "tiny-pod-scores.gguf", &pdef) == 0, "adapter copy");
     CHECK(ei_adapter_load_from_file(g_model, POD_DIR "tiny-eipod-scores.gguf", &ew) == 0, "adapter copy");
+    CHECK(!strcmp(ei_adapter_kind(pdef), "pod") && !strcmp(ei_adapter_kind(ew), "edgeinfinite+pod"), "kinds %s, %s",
+          ei_adapter_kind(pdef), ei_adapter_kind(ew));
     if (!p2 || !e2 || !pdef || !ew) return;
     pdef->pod.n_recent = 12; /* only the adapter's default differs: the session below asks for 16 */
     ew->storage[0] += 0.5f;  /* one gate weight differs */

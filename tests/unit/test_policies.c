@@ -201,6 +201,8 @@ static void test_memory_and_gate_matter(void) {
     CHECK(ei_adapter_load_from_buffer(m, off.p, off.n, &a_off) == 0, "%s", ei_last_error());
     CHECK(ei_adapter_n_params(a_on) == NL * (NH * DIM + NH + 3 * RANK * DIM + 2 * NKV * HD * RANK + NH * HD * RANK),
           "n_params %lld", (long long)ei_adapter_n_params(a_on));
+    CHECK(!strcmp(ei_adapter_kind(a_on), "edgeinfinite") && !strcmp(ei_adapter_kind(NULL), "none"), "kind %s",
+          ei_adapter_kind(a_on));
     int32_t ids[NTOK];
     token_ids(ids, NTOK);
     const int nv = ei_model_n_vocab(m);

@@ -78,6 +78,7 @@ for (const policy of ['streaming', 'edgeinfinite']) {
     try {
       const info = e.info();
       assert(info.adapter && info.adapter.nParams > 0, `adapter info: ${JSON.stringify(info.adapter)}`);
+      assertEq(info.adapter.kind, 'edgeinfinite', 'adapter kind');
       const s = e.createSession({ policy, nSink: 4, window: 16, seg: 8 }); // the fixture's layout
       const r = await s.generate(PROMPT, { maxTokens: 100, temperature: 0 });
       const st = s.stats();
@@ -96,6 +97,7 @@ for (const [policy, adapter] of [['pod', 'tests/fixtures/tiny-pod/tiny-pod-keys.
   test(`policy ${policy} (adapter ${adapter.split('/').pop()}): greedy text equals the native CLI, KV below full`, async () => {
     const e = await Engine.load({ model: TINY, adapter });
     try {
+      assertEq(e.info().adapter.kind, policy, 'adapter kind'); // the pod fixture serves pod, the eipod one both
       const s = e.createSession({ policy });
       const r = await s.generate(PROMPT, { maxTokens: 60, temperature: 0 });
       const st = s.stats();

@@ -110,7 +110,7 @@ function showInfo(info) {
     ['Parameters', m.nParams ? `${(m.nParams / 1e6).toFixed(2)} M` : '–'],
     ['Layers', m.nLayer], ['Vocabulary', m.nVocab], ['Trained context', m.nCtxTrain], ['Chat format', m.chatFormat],
     ['Build', info.build],
-    ['Adapter', info.adapter ? `${baseName(loaded.adapter)} (${(info.adapter.nParams / 1e3).toFixed(0)} K params)` : 'none'],
+    ['Adapter', info.adapter ? `${baseName(loaded.adapter)} (${info.adapter.kind}, ${(info.adapter.nParams / 1e3).toFixed(0)} K params)` : 'none'],
     ['Policies', POLICIES.filter((p) => demo.supported[p] && demo.supported[p].ok).join(', ') || '–'],
   ];
   const dl = $('model-info');
