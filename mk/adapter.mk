@@ -17,7 +17,7 @@ adapter-smoke: $(BUILD)/edgeinf
 	$(PY) models/train_adapter.py --model tests/fixtures/tiny/tiny-f32.gguf --out build/adapter-smoke/adapter.gguf \
 	  --corpus tests/fixtures/tiny/corpus.txt --n-sink 4 --window 16 --seg 8 --min-len 40 --max-len 80 --steps 6 \
 	  --batch 2 --val-rows 6 --val-docs 2 --eval-every 3 --rank 2 --max-params-frac 0.05 --threads 1 --smoke \
-	  --distill-weight 1 --distill-frac 0.5
+	  --distill-weight 1 --distill-frac 0.5 --dilute 64 --dilute-frac 1
 	@$(BUILD)/edgeinf generate -m tests/fixtures/tiny/tiny-f32.gguf --adapter build/adapter-smoke/adapter.gguf \
 	  --policy edgeinfinite -p "The robot said" -n 60 --temp 0 --stats 2>$(BUILD)/adapter-smoke/stats.txt >/dev/null \
 	  && grep -q '"compressions":[1-9]' $(BUILD)/adapter-smoke/stats.txt \

@@ -199,7 +199,20 @@ def passkey_example(pk, rng, layout, length, mem_bias):
         ids, ans, span, depth = pk.row(rng, length, rng.random())
     x = ids + ans[:-1]
     y = [-100] * (len(ids) - 1) + ans
-    return x, y
+    return x, y, span
+
+
+def dilution_weights(layout, span, T, r):
+    """Per-segment compression weights (memory.compress) for a passkey row of T tokens whose key line is at
+    token span [ks, ke): 1 for the segments holding part of it, r for the filler segments, so that each filler
+    segment stands for r like it and the row's memory is that of a row about r times longer (--dilute)."""
+    ks, ke = span
+    n = max(1, -(-(T - layout.n_sink) // layout.seg))
+    w = []
+    for e in range(n):
+        a = layout.n_sink + e * layout.seg
+        w.append(1.0 if a < ke and a + layout.seg > ks else float(r))
+    return w
 
 
 def doc_example(sampler, length, budget):
@@ -304,16 +317,24 @@ def make_val_set(pk, layout, lengths, n_rows, seed):
 
 
 @torch.no_grad()
-def eval_passkey(model, policy, rows, device, autocast, batch):
+def eval_passkey(model, policy, rows, device, autocast, batch, dilute=0):
     """Teacher-forced greedy check of the answer tokens (a hit = every answer token is the argmax, i.e. greedy
-    decoding would write the key). Returns per-row (hit, loss) lists."""
+    decoding would write the key). dilute > 0: filler segments weigh that much in memory (dilution_weights).
+    Returns per-row (hit, loss) lists."""
     hits, losses = [], []
     for i in range(0, len(rows), batch):
         chunk = rows[i:i + batch]
         x, y = pad_batch([(r["ids"] + r["ans"][:-1], [-100] * (len(r["ids"]) - 1) + r["ans"]) for r in chunk])
         x, y = x.to(device), y.to(device)
-        with autocast():
-            lg = model(x, policy=policy)
+        if dilute:
+            policy.seg_weight = torch.tensor([dilution_weights(policy.layout, r["span"], x.shape[1], dilute)
+                                              for r in chunk])
+        try:
+            with autocast():
+                lg = model(x, policy=policy)
+        finally:
+            if dilute:
+                policy.seg_weight = None
         lg = lg.float()
         for b, r in enumerate(chunk):
             m = y[b] != -100
@@ -411,6 +432,12 @@ def main():
                          "attention over evicted tokens (class Distiller); 0 = off")
     ap.add_argument("--distill-frac", type=float, default=0.5,
                     help="fraction of steps that are distillation steps (rows no longer than the model's context)")
+    ap.add_argument("--dilute", type=float, default=0,
+                    help="virtual length: on passkey rows of non-distillation steps each filler segment weighs up to "
+                         "this much in memory (log-uniform per row), as if the row were that much longer; 0 = off")
+    ap.add_argument("--dilute-frac", type=float, default=0.75, help="fraction of those steps that dilute")
+    ap.add_argument("--val-dilute", type=float, default=-1,
+                    help="also check the memory passkey rows at this weight (default: --dilute; 0 = no)")
     ap.add_argument("--min-len", type=int, default=0, help="curriculum start (default: budget + 2 segments)")
     ap.add_argument("--max-len", type=int, default=0, help="curriculum end (default: max(8192, 4 x budget))")
     ap.add_argument("--curriculum", type=float, default=0.7, help="fraction of the run to reach --max-len")
@@ -568,21 +595,33 @@ def main():
         s = summarize_passkey(val_rows, h, l)
         if val_docs:
             s["doc_loss"] = eval_docs(model, policy, val_docs, device, autocast, eval_batch)
+        if val_dilute and mem_rows:
+            h, l = eval_passkey(model, policy, mem_rows, device, autocast, eval_batch, dilute=val_dilute)
+            s["acc_diluted"], s["loss_diluted"], s["n_diluted"] = float(np.mean(h)), float(np.mean(l)), len(h)
         s["step"], s["minutes"] = step, round((time.time() - t_train) / 60, 2)
         with torch.no_grad():
             s["gate_bias_mean"] = float(adapter.gate_b.mean())
         evals.append(s)
         am = s["acc_memory"] if s["acc_memory"] is not None else s["acc"]
         lm = s["loss_memory"] if s["loss_memory"] is not None else s["loss"]
-        score = (am, -lm)
+        # With --dilute the memory must also survive the virtual length without breaking the rows whose key is in
+        # the window (all rows' accuracy first), and a checkpoint whose document loss is above streaming's (same
+        # cache, no memory) only wins when none is below it.
+        ok = "doc_loss" not in s or "doc_loss" not in baselines["streaming"] or \
+            s["doc_loss"] <= baselines["streaming"]["doc_loss"]
+        score = (ok, s["acc"], am, s["acc_diluted"], -s["loss_diluted"]) if "acc_diluted" in s else (am, -lm)
         improved = best["score"] is None or score > best["score"]
         if improved:
             best.update(score=score, step=step, eval=s, state=copy.deepcopy(adapter.state_dict()))
             adapter.save_gguf(args.out, name=f"edgeinf-adapter for {os.path.basename(args.model)}")
         log(f"eval step {step}: passkey {s['acc']:.2f} (memory {s['acc_memory']}, window {s['acc_window']}) "
             f"answer loss {s['loss']:.3f} doc loss {s.get('doc_loss', float('nan')):.4f} gate b {s['gate_bias_mean']:.2f}"
+            + (f" diluted x{val_dilute:g}: passkey {s['acc_diluted']:.2f} loss {s['loss_diluted']:.3f}"
+               if "acc_diluted" in s else "") +
             f"{' *best*' if improved else ''} ({time.time() - te:.1f}s)")
 
+    val_dilute = args.dilute if args.val_dilute < 0 else args.val_dilute
+    mem_rows = [r for r in val_rows if r["where"] == "memory"]
     distiller = Distiller(policy.layout)
     step = 0
     evaluate(0)
@@ -598,14 +637,29 @@ def main():
         distill = args.distill_weight > 0 and rng.random() < args.distill_frac
         if distill:   # the teacher is the base's own full attention: stay inside its trained context
             L = rng.randint(min_len, max(min_len, cfg.max_seq_len - 16))
-        rows_pk = [passkey_example(pk, rng, policy.layout, L, args.mem_bias) for _ in range(n_pk)]
+        spans = []
+        rows_pk = []
+        for _ in range(n_pk):
+            xr, yr, span = passkey_example(pk, rng, policy.layout, L, args.mem_bias)
+            rows_pk.append((xr, yr))
+            spans.append(span)
         rows_doc, is_doc = [], [False] * len(rows_pk)
         for _ in range(batch - n_pk):
             e = doc_example(sampler, L, budget) if docs else None
             is_doc.append(e is not None)   # no document that long: one more passkey row instead
-            rows_doc.append(e if e is not None else passkey_example(pk, rng, policy.layout, L, args.mem_bias))
+            if e is None:
+                xr, yr, span = passkey_example(pk, rng, policy.layout, L, args.mem_bias)
+                e = (xr, yr)
+            rows_doc.append(e)
         x, y = pad_batch(rows_pk + rows_doc)
         x, y = x.to(device), y.to(device)
+        diluted = args.dilute > 1 and not distill and rng.random() < args.dilute_frac
+        if diluted:   # documents keep weight 1: only the passkey rows stand for longer ones
+            ws = [dilution_weights(policy.layout, sp_, x.shape[1], math.exp(rng.uniform(0, math.log(args.dilute))))
+                  for sp_ in spans]
+            n_w = len(ws[0]) if ws else 1
+            ws += [[1.0] * n_w for _ in range(x.shape[0] - len(ws))]
+            policy.seg_weight = torch.tensor(ws)
         for gp in opt.param_groups:
             gp["lr"] = gp["base_lr"] * lr_scale(p)
         if distill:
@@ -617,6 +671,7 @@ def main():
                 lg = model(x, policy=policy)
         finally:
             policy.probe = None
+            policy.seg_weight = None
         lg = lg.float()
         ce = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1), ignore_index=-100,
                              reduction="none").view(y.shape)
@@ -637,7 +692,8 @@ def main():
         gnorm = float(torch.nn.utils.clip_grad_norm_(adapter.parameters(), args.clip))
         opt.step()
         step += 1
-        history.append({"step": step, "len": L, "distill": distill, "loss_passkey": round(float(loss_pk), 4),
+        history.append({"step": step, "len": L, "distill": distill, "diluted": diluted,
+                        "loss_passkey": round(float(loss_pk), 4),
                         "loss_doc": round(float(loss_doc), 4), "gnorm": round(gnorm, 4),
                         "distill_mem": None if d_mem is None else round(float(d_mem), 4),
                         "distill_gate": None if d_gate is None else round(float(d_gate), 4),
@@ -682,6 +738,8 @@ def main():
         finite = all(math.isfinite(h["loss_passkey"]) and math.isfinite(h["loss_doc"]) for h in history)
         if not finite or not history:
             die("smoke: non-finite loss", 1)
+        if args.dilute > 1 and not any(h["diluted"] for h in history):
+            die("smoke: --dilute given but no step diluted", 1)
         print("adapter-smoke: ok", flush=True)
 
 

@@ -429,6 +429,9 @@ class EdgeInfinitePolicy(StreamingPolicy):
         # probe(call, ns, a_mem, gate, use) with the memory read a_mem (B, H, L, D) and gate (B, H, L, 1) of the
         # non-sink positions and use (1, 1, L, 1) marking the positions that read memory. Never set for inference.
         self.probe = None
+        # Training hook (train_adapter.py --dilute): None, or a (B, n) tensor of per-segment weights for the batched
+        # path's compressions (memory.compress). Never set for inference.
+        self.seg_weight = None
 
     # -- incremental --
     def _remember(self, call, st, a, b):
@@ -468,9 +471,11 @@ class EdgeInfinitePolicy(StreamingPolicy):
             if n_comp:
                 km = ad.mem_k(call.layer, xn, call.k0)
                 vm = ad.mem_v(call.layer, xn, call.v)
+                sw = self.seg_weight
                 for e in range(n_comp):
                     s0 = ns + e * S
-                    M, z = compress(M, z, km[:, :, s0:s0 + S], vm[:, :, s0:s0 + S], eps)
+                    M, z = compress(M, z, km[:, :, s0:s0 + S], vm[:, :, s0:s0 + S], eps,
+                                    None if sw is None else sw[:, e].to(dev))
                     Ms.append(M)
                     zs.append(z)
             qm = ad.mem_q(call.layer, xn, call.q0)                 # (B, H, T, D)

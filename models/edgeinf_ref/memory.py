@@ -40,16 +40,23 @@ def empty_memory(batch: int, n_kv: int, head_dim: int, device, dtype):
             torch.zeros(batch, n_kv, head_dim, device=device, dtype=dtype))
 
 
-def compress(M: torch.Tensor, z: torch.Tensor, k_mem: torch.Tensor, v_mem: torch.Tensor, eps: float):
+def compress(M: torch.Tensor, z: torch.Tensor, k_mem: torch.Tensor, v_mem: torch.Tensor, eps: float,
+             weight: torch.Tensor = None):
     """Fold one evicted segment into memory (delta rule). k_mem, v_mem (B, n_kv, seg, hd) in M's dtype, the
     segment's tokens in order. Returns the new (M, z); the inputs are not modified.
 
-        σK = σ(k_mem);  Vret = σK M / (σK z + ε);  M += σKᵀ (v_mem − Vret);  z += Σ_rows σK"""
+        σK = σ(k_mem);  Vret = σK M / (σK z + ε);  M += w σKᵀ (v_mem − Vret);  z += w Σ_rows σK
+
+    weight (B,) is a training-only device (models/train_adapter.py --dilute): w > 1 lets one segment stand for w
+    segments like it, so a short row shows the memory a much longer one would hold (z grows with every token while
+    the delta rule keeps a key's share of M fixed). The contract (docs/edgeinfinite.md) is w = 1: None."""
     sk = sigma(k_mem)
     vret = torch.matmul(sk, M) / (torch.matmul(sk, z.unsqueeze(-1)) + eps)
-    M = M + torch.matmul(sk.transpose(-1, -2), v_mem - vret)
-    z = z + sk.sum(dim=-2)
-    return M, z
+    dM, dz = torch.matmul(sk.transpose(-1, -2), v_mem - vret), sk.sum(dim=-2)
+    if weight is not None:
+        w = weight.to(M.dtype).view(-1, 1, 1)
+        dM, dz = dM * w.unsqueeze(-1), dz * w
+    return M + dM, z + dz
 
 
 def retrieve(q_mem: torch.Tensor, M: torch.Tensor, z: torch.Tensor, eps: float) -> torch.Tensor:
