@@ -313,9 +313,9 @@ class TestTraining(unittest.TestCase):
         seen = []
         orig = attn_mod.compress
 
-        def spy(M, z, k, v, eps):
+        def spy(M, z, k, v, eps, weight=None):
             seen.append((M.dtype, z.dtype, k.dtype, v.dtype))
-            return orig(M, z, k, v, eps)
+            return orig(M, z, k, v, eps, weight)
         attn_mod.compress = spy
         try:
             t = torch.randint(0, cfg.vocab_size, (1, 60))
