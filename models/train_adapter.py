@@ -317,10 +317,10 @@ def make_val_set(pk, layout, lengths, n_rows, seed):
 
 
 @torch.no_grad()
-def eval_passkey(model, policy, rows, device, autocast, batch, dilute=0):
+def eval_passkey(model, policy, rows, device, autocast, batch, dilute=0, preds=None):
     """Teacher-forced greedy check of the answer tokens (a hit = every answer token is the argmax, i.e. greedy
     decoding would write the key). dilute > 0: filler segments weigh that much in memory (dilution_weights).
-    Returns per-row (hit, loss) lists."""
+    Returns per-row (hit, loss) lists; a list given as preds receives each row's argmax answer ids."""
     hits, losses = [], []
     for i in range(0, len(rows), batch):
         chunk = rows[i:i + batch]
@@ -339,6 +339,8 @@ def eval_passkey(model, policy, rows, device, autocast, batch, dilute=0):
         for b, r in enumerate(chunk):
             m = y[b] != -100
             pred = lg[b][m].argmax(-1)
+            if preds is not None:
+                preds.append(pred.tolist())
             hits.append(bool((pred == y[b][m]).all()))
             losses.append(float(F.cross_entropy(lg[b][m], y[b][m])))
     return hits, losses

@@ -356,8 +356,7 @@ static int index_vocab(ei_tokenizer *t) {
     }
     t->chunkable = t->algo == EI_TOK_UNIGRAM || t->n_unused == 0;
     for (int32_t id = 0; id < t->n_vocab && t->chunkable; id++)
-        if (!piece_has_inner_space(piece_ptr(t, id), piece_len(t, id))) continue;
-        else t->chunkable = 0;
+        if (piece_has_inner_space(piece_ptr(t, id), piece_len(t, id))) t->chunkable = 0;
     t->chunk_bytes = 1 << 16;
     if (t->byte_fallback)
         for (int b = 0; b < 256; b++)

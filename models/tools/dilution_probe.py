@@ -11,6 +11,7 @@ every answer token is the argmax.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import sys
@@ -26,7 +27,7 @@ from edgeinf_ref.attention import EdgeInfinitePolicy  # noqa: E402
 from edgeinf_ref.export import load_gguf  # noqa: E402
 from edgeinf_ref.gguf import read_gguf  # noqa: E402
 from edgeinf_ref.spm_proto import processor_from_gguf  # noqa: E402
-from train_adapter import Passkey, dilution_weights, key_location  # noqa: E402
+from train_adapter import Passkey, eval_passkey, key_location  # noqa: E402
 
 
 def main():
@@ -54,22 +55,14 @@ def main():
     for r in rows:
         if key_location(pol.layout, r[2], len(r[0]) - 1) != "memory":
             sys.exit(f"dilution_probe: a key line is not in memory at the question (length {args.length} too short)")
+    rows = [{"ids": ids, "ans": ans, "span": span} for ids, ans, span, _ in rows]
     for w in [float(x) for x in args.weights.split(",")]:
-        right = digits = n_digits = 0
-        answers = []
-        for ids, ans, span, _ in rows:
-            x = torch.tensor([ids + ans[:-1]])
-            pol.seg_weight = torch.tensor([dilution_weights(pol.layout, span, x.shape[1], w)])
-            with torch.no_grad():
-                lg = model(x, policy=pol)[0]
-            pol.seg_weight = None
-            pred = lg[len(ids) - 1:len(ids) - 1 + len(ans)].argmax(-1).tolist()
-            right += pred == ans
-            digits += sum(a == b for a, b in zip(pred, ans))
-            n_digits += len(ans)
-            answers.append(f"{sp.decode(ans)}->{sp.decode(pred)}")
-        print(f"weight {w:g} (~{w * (args.length - pol.layout.budget) / 1e3:.0f}K tokens of filler): rows {right}/"
-              f"{len(rows)}, answer tokens {digits}/{n_digits}  [{' '.join(answers)}]", flush=True)
+        preds = []
+        hits, _ = eval_passkey(model, pol, rows, torch.device("cpu"), contextlib.nullcontext, 1, dilute=w, preds=preds)
+        digits = sum(a == b for r, p in zip(rows, preds) for a, b in zip(p, r["ans"]))
+        answers = " ".join(f"{sp.decode(r['ans'])}->{sp.decode(p)}" for r, p in zip(rows, preds))
+        print(f"weight {w:g} (~{w * (args.length - pol.layout.budget) / 1e3:.0f}K tokens of filler): rows {sum(hits)}/"
+              f"{len(rows)}, answer tokens {digits}/{sum(len(r['ans']) for r in rows)}  [{answers}]", flush=True)
 
 
 if __name__ == "__main__":
