@@ -455,6 +455,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--smoke", action="store_true", help="exit 1 unless the loss is finite and the GGUF re-loads")
     args = ap.parse_args()
+    if args.dilute < 0 or not 0 <= args.dilute_frac <= 1:
+        die(f"--dilute must be >= 0 (0 or 1 = off) and --dilute-frac in [0, 1] (got {args.dilute:g}, "
+            f"{args.dilute_frac:g})")
 
     t_start = time.time()
     torch.manual_seed(args.seed)

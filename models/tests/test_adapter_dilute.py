@@ -4,6 +4,7 @@ be the contract exactly; a weight w must scale one segment's contribution to M a
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import unittest
 
@@ -100,6 +101,16 @@ class PolicyHook(unittest.TestCase):
         # row 1: identical until memory is first read (segment W+1 = 3: tokens 4 + 3*8 = 28 on), different after
         self.assertTrue(torch.equal(ref[1, :28], diff[1, :28]))
         self.assertGreater(float((ref[1, 28:] - diff[1, 28:]).abs().max()), 1e-6)
+
+
+class BadArguments(unittest.TestCase):
+    def test_refused_before_anything_loads(self):
+        script = os.path.join(os.path.dirname(HERE), "train_adapter.py")
+        for bad in (["--dilute", "-4"], ["--dilute", "64", "--dilute-frac", "1.5"]):
+            r = subprocess.run([sys.executable, script, "--model", "no-such.gguf", "--out", "x.gguf", *bad],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("--dilute must be >= 0", r.stderr)
 
 
 if __name__ == "__main__":
